@@ -1,0 +1,24 @@
+# Copyright 2024 Terrabit
+# Copyright 2024 Dorin Hongu <dhongu(@)gmail(.)com
+# License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
+{
+    "name": "Deltatech Queue Job Enhancements",
+    "summary": "Run queue_job jobs without the job runner: SKIP LOCKED workers, "
+    "savepoint isolation, time budgets, external trigger API",
+    "version": "18.0.1.0.0",
+    "author": "Terrabit, Dorin Hongu",
+    "website": "https://www.terrabit.ro",
+    "category": "Generic Modules",
+    "license": "AGPL-3",
+    "depends": ["queue_job"],
+    "data": [
+        "security/ir.model.access.csv",
+        "data/ir_cron.xml",
+    ],
+    "excludes": ["queue_job_cron_jobrunner"],
+    "development_status": "Alpha",
+    "maintainers": ["dhongu"],
+    "images": ["static/description/main_screenshot.png"],
+    "installable": True,
+    "uninstall_hook": "uninstall_hook",
+}

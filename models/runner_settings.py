@@ -1,0 +1,170 @@
+# License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
+"""The runner's settings, in one place.
+
+Defaults, bounds and the reading of ``ir.config_parameter`` live here; callers pass the
+values they got from :func:`read_settings` (or explicit ones, checked by the same
+bounds) to the runner and never read parameters themselves.
+"""
+
+from dataclasses import dataclass
+
+from odoo.tools import config
+
+PARAM_PREFIX = "deltatech_queue_job."
+PARAM_BATCH_SIZE = PARAM_PREFIX + "batch_size"
+PARAM_MAX_SECONDS = PARAM_PREFIX + "max_seconds"
+PARAM_RUNNER_COUNT = PARAM_PREFIX + "runner_count"
+PARAM_CHANNELS = PARAM_PREFIX + "channels"
+PARAM_API_KEY_HASH = PARAM_PREFIX + "api_key_hash"
+PARAM_HISTORY_DAYS = PARAM_PREFIX + "history_days"
+
+# name: (default, minimum, maximum)
+BOUNDS = {
+    "batch_size": (20, 1, 1000),
+    "max_seconds": (50, 1, 600),
+    "runner_count": (2, 1, 16),
+    "history_days": (30, 1, 3650),
+}
+
+# Seconds kept free below a platform time limit (limit_time_real_cron for the cron,
+# limit_time_real for HTTP): room for the job in flight, its commit and the cron's own
+# bookkeeping, so that the worker finishes before the platform kills it.
+LIMIT_MARGIN_MIN = 5
+LIMIT_MARGIN_RATIO = 0.2
+
+
+class SettingsError(ValueError):
+    """A setting or a runner parameter is out of its bounds.
+
+    ``field`` names the offending parameter, so that callers (the API, the settings
+    form) can say which one.
+    """
+
+    def __init__(self, field, message):
+        super().__init__(message)
+        self.field = field
+
+
+def check_int(name, value):
+    """Return ``value`` as an int within the bounds of setting ``name``.
+
+    Booleans, floats with a fraction and non-numeric strings are refused: a clear
+    error beats a silently truncated batch size.
+    """
+    _default, low, high = BOUNDS[name]
+    if isinstance(value, bool) or value is None:
+        raise SettingsError(name, f"{name} must be an integer between {low} and {high}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise SettingsError(
+                name, f"{name} must be an integer between {low} and {high}"
+            )
+        value = int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.lstrip("-").isdigit() or len(text) > 12:
+            raise SettingsError(
+                name, f"{name} must be an integer between {low} and {high}"
+            )
+        value = int(text)
+    if not isinstance(value, int):
+        raise SettingsError(name, f"{name} must be an integer between {low} and {high}")
+    if not low <= value <= high:
+        raise SettingsError(name, f"{name} must be between {low} and {high}")
+    return value
+
+
+def parse_channels(text):
+    """Parse queue_job's ``channels`` syntax into ``{channel: capacity}``.
+
+    ``"root:4,root.mail:1"`` gives ``{"root": 4, "root.mail": 1}``; a channel without
+    a capacity (``"root.x"``) gets 1, like queue_job's own runner. Channel names that do
+    not start at ``root`` are anchored there. Options after the capacity
+    (``root.x:2:throttle=1``) are ignored: this runner does not throttle.
+    """
+    capacities = {}
+    for raw in (text or "").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        parts = item.split(":")
+        name = parts[0].strip()
+        if not name:
+            raise SettingsError("channels", f"invalid channel specification {item!r}")
+        if name != "root" and not name.startswith("root."):
+            name = "root." + name
+        capacity = 1
+        if len(parts) > 1 and parts[1].strip():
+            cap = parts[1].strip()
+            if not cap.isdigit() or int(cap) < 1:
+                raise SettingsError(
+                    "channels",
+                    f"invalid capacity {cap!r} for channel {name!r} "
+                    "(a positive integer is expected)",
+                )
+            capacity = int(cap)
+        capacities[name] = capacity
+    return capacities
+
+
+def limit_cap(limit):
+    """Seconds a runner may spend under a platform time limit ``limit`` (0: none)."""
+    if not limit or limit <= 0:
+        return None
+    margin = max(LIMIT_MARGIN_MIN, limit * LIMIT_MARGIN_RATIO)
+    return max(1, int(limit - margin))
+
+
+def cron_time_cap():
+    """Budget cap under the cron worker's time limit, ``None`` when unlimited."""
+    limit = config.get("limit_time_real_cron")
+    if limit == -1:
+        limit = config.get("limit_time_real")
+    return limit_cap(limit)
+
+
+def http_time_cap():
+    """Budget cap under the HTTP worker's time limit, ``None`` when unlimited."""
+    return limit_cap(config.get("limit_time_real"))
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    batch_size: int
+    max_seconds: int
+    runner_count: int
+    channels: str
+    history_days: int
+
+    @property
+    def channel_capacities(self):
+        return parse_channels(self.channels)
+
+
+def _read_int(params, key, name):
+    default = BOUNDS[name][0]
+    raw = params.get_param(key)
+    if raw in (None, False, ""):
+        return default
+    try:
+        return check_int(name, raw)
+    except SettingsError:
+        # A hand-edited parameter out of bounds must not stop the queue.
+        return default
+
+
+def read_settings(env):
+    """Read the runner settings (``ir.config_parameter`` is ormcached: no query)."""
+    params = env["ir.config_parameter"].sudo()
+    channels = params.get_param(PARAM_CHANNELS) or ""
+    try:
+        parse_channels(channels)
+    except SettingsError:
+        channels = ""
+    return RunnerSettings(
+        batch_size=_read_int(params, PARAM_BATCH_SIZE, "batch_size"),
+        max_seconds=_read_int(params, PARAM_MAX_SECONDS, "max_seconds"),
+        runner_count=_read_int(params, PARAM_RUNNER_COUNT, "runner_count"),
+        channels=channels,
+        history_days=_read_int(params, PARAM_HISTORY_DAYS, "history_days"),
+    )

@@ -1,0 +1,127 @@
+# License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
+"""The budgeted runner: one loop for every way of starting work.
+
+The cron, the API endpoint, the list-view buttons and the background thread all
+call ``queue.job._job_runner(batch_size, max_seconds, ...)``, which builds a
+:class:`BudgetedRunner` and returns its :class:`RunStats`. The model acquires,
+stores and shows; this class decides when to stop.
+"""
+
+import time
+import weakref
+from dataclasses import asdict, dataclass, field
+
+from .models.runner_settings import check_int
+
+DONE = "done"
+FAILED = "failed"
+POSTPONED = "postponed"
+
+STOP_EMPTY = "empty"
+STOP_BATCH = "batch_size"
+STOP_TIME = "time"
+
+# Odoo 18 runs a cron's callback up to MAX_BATCH_PER_CRON_JOB times in a row, in the
+# same worker and under the same watchdog, while it reports remaining work. The
+# deadline of such a chain is kept per cursor (the cron keeps one cursor for the chain)
+# so that the whole chain, not each batch, stays under limit_time_real_cron.
+_CRON_CHAIN_DEADLINES = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class RunStats:
+    """What one runner execution did; the API returns it as is."""
+
+    source: str = "cron"
+    processed: int = 0
+    done: int = 0
+    failed: int = 0
+    postponed: int = 0
+    pending_count: int = 0
+    time_elapsed: float = 0.0
+    stopped_by: str = STOP_EMPTY
+    job_ids: list = field(default_factory=list)
+
+    def count(self, outcome):
+        self.processed += 1
+        if outcome == DONE:
+            self.done += 1
+        elif outcome == FAILED:
+            self.failed += 1
+        else:
+            self.postponed += 1
+
+    def as_dict(self):
+        values = asdict(self)
+        values.pop("job_ids")
+        values["time_elapsed"] = round(self.time_elapsed, 3)
+        return values
+
+
+class BudgetedRunner:
+    """Process eligible jobs until the batch size or the time budget is used up.
+
+    :param job_model: ``queue.job`` model (its environment is the runner's)
+    :param batch_size: maximum number of jobs taken
+    :param max_seconds: time budget; the next job is not acquired when the mean job
+        duration seen so far would take the run past it
+    :param commit: commit after each job (the lock of a job lasts until its commit)
+    :param time_cap: a hard cap from a platform time limit (cron or HTTP worker)
+    """
+
+    def __init__(
+        self, job_model, batch_size, max_seconds, commit=True, source="cron", cap=None
+    ):
+        self.model = job_model
+        self.batch_size = check_int("batch_size", batch_size)
+        self.max_seconds = check_int("max_seconds", max_seconds)
+        self.commit = commit
+        self.source = source
+        self.cap = cap
+
+    def _deadline(self, start):
+        budget = self.max_seconds
+        if self.cap is not None:
+            budget = min(budget, self.cap)
+        deadline = start + budget
+        if self.source == "cron" and self.cap is not None and self.commit:
+            cr = self.model.env.cr
+            chain_deadline = _CRON_CHAIN_DEADLINES.get(cr)
+            if chain_deadline is None:
+                chain_deadline = start + self.cap
+                _CRON_CHAIN_DEADLINES[cr] = chain_deadline
+            deadline = min(deadline, chain_deadline)
+        return deadline
+
+    def run(self):
+        stats = RunStats(source=self.source)
+        start = time.monotonic()
+        deadline = self._deadline(start)
+        busy = 0.0
+        while True:
+            if stats.processed >= self.batch_size:
+                stats.stopped_by = STOP_BATCH
+                break
+            now = time.monotonic()
+            mean = busy / stats.processed if stats.processed else 0.0
+            if now + mean > deadline:
+                stats.stopped_by = STOP_TIME
+                break
+            job = self.model._acquire_one_job(commit=self.commit)
+            if not job:
+                stats.stopped_by = STOP_EMPTY
+                break
+            job_start = time.monotonic()
+            outcome = job._process(commit=self.commit)
+            busy += time.monotonic() - job_start
+            stats.job_ids.append(job.id)
+            stats.count(outcome)
+        stats.pending_count = self.model._count_eligible_jobs()
+        now = time.monotonic()
+        stats.time_elapsed = now - start
+        mean = busy / stats.processed if stats.processed else 0.0
+        chain_deadline = _CRON_CHAIN_DEADLINES.get(self.model.env.cr, deadline)
+        self.model._after_run(
+            stats, chain_has_time=now + mean < chain_deadline, commit=self.commit
+        )
+        return stats
