@@ -4,7 +4,7 @@ import logging
 import os
 import traceback
 import zlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from psycopg2 import OperationalError
 from psycopg2.extensions import TransactionRollbackError
@@ -37,21 +37,35 @@ RUNNING_LOCK_NS = 0x51D7  # arbitrary, constant: changing it breaks running serv
 
 ACQUIRE_INDEX = "deltatech_queue_job_pending_acquire_index"
 
-# Outcome of the final write: the columns a run changes, no more (not 'started': that
-# state is never committed, see _process()).
-RUN_FIELDS = (
+# What Job._load_from_db_record() reads, fetched in one query.
+LOAD_FIELDS = [
+    "uuid",
+    "graph_uuid",
+    "user_id",
+    "company_id",
+    "name",
+    "model_name",
+    "method_name",
+    "records",
+    "dependencies",
+    "args",
+    "kwargs",
     "state",
-    "date_started",
-    "date_done",
-    "exec_time",
+    "priority",
     "result",
-    "retry",
-    "exc_name",
-    "exc_message",
     "exc_info",
+    "date_created",
+    "date_started",
+    "date_enqueued",
+    "date_done",
+    "date_cancelled",
     "eta",
+    "retry",
+    "max_retries",
+    "channel",
+    "identity_key",
     "worker_pid",
-)
+]
 
 
 def _channel_chain(channel):
@@ -275,6 +289,9 @@ class QueueJob(models.Model):
         outcome: 'done', 'failed' or 'postponed'.
         """
         self.ensure_one()
+        # One query for every column Job reads (Serialized fields are not prefetched
+        # with the others by default: 'dependencies' would cost a second query).
+        self.fetch(LOAD_FIELDS)
         job = Job._load_from_db_record(self)
         has_dependents = bool(self.dependencies.get("reverse_depends_on"))
         job.set_started()
@@ -305,6 +322,8 @@ class QueueJob(models.Model):
             outcome = self._job_failed(job, err)
         self._store_run(job, outcome)
         if outcome == DONE and has_dependents:
+            # Its SQL reads this job's stored state.
+            self.env.flush_all()
             job.enqueue_waiting()
         self.env.flush_all()
         if commit:
@@ -460,10 +479,6 @@ class QueueJob(models.Model):
         res = super().write(vals)
         if "eta" in vals or vals.get("state") == PENDING:
             self._ensure_cron_trigger()
-        if vals.get("state") == CANCELLED:
-            stamp = self.filtered(lambda job: not job.date_cancelled)
-            if stamp:
-                super(QueueJob, stamp).write({"date_cancelled": fields.Datetime.now()})
         return res
 
     # ------------------------------------------------------------------ housekeeping
@@ -482,25 +497,39 @@ class QueueJob(models.Model):
         if superseded:
             superseded.button_cancelled()
 
-    def autovacuum(self):
-        res = super().autovacuum()
-        # queue_job only removes cancelled jobs of the channels it loops over, by
-        # date_done; old cancelled jobs piled up. Remove them by date_cancelled.
-        for channel in self.env["queue.job.channel"].search([]):
-            deadline = datetime.now() - timedelta(days=int(channel.removal_interval))
-            while True:
-                jobs = self.search(
-                    [
-                        ("state", "=", CANCELLED),
-                        ("date_cancelled", "<=", deadline),
-                        ("channel", "=", channel.complete_name),
-                    ],
-                    limit=1000,
-                )
-                if not jobs:
-                    break
-                jobs.unlink()
+    def _change_job_state(self, state, result=None):
+        res = super()._change_job_state(state, result=result)
+        if state == CANCELLED:
+            # queue_job cancels the jobs waiting on a cancelled one with plain SQL,
+            # without a cancellation date: autovacuum (which removes cancelled jobs by
+            # date_cancelled) would never remove them. Stamp them.
+            self._stamp_cancelled_jobs(self.mapped("graph_uuid"))
         return res
+
+    @api.model
+    def _stamp_cancelled_jobs(self, graph_uuids=None):
+        query = SQL(
+            "UPDATE queue_job SET date_cancelled = (now() AT TIME ZONE 'UTC') "
+            "WHERE state = 'cancelled' AND date_cancelled IS NULL"
+        )
+        if graph_uuids is not None:
+            graph_uuids = [uuid for uuid in graph_uuids if uuid]
+            if not graph_uuids:
+                return
+            query = SQL("%s AND graph_uuid IN %s", query, tuple(graph_uuids))
+        self.env.cr.execute(query)
+        self.invalidate_model(["date_cancelled"])
+
+    def autovacuum(self):
+        # Cancelled jobs stored without a cancellation date (by queue_job's chain
+        # cancellation, before this addon) get one now, so that they age out like the
+        # others instead of piling up forever.
+        self.env.cr.execute(
+            "UPDATE queue_job SET date_cancelled = COALESCE(date_done, date_created) "
+            "WHERE state = 'cancelled' AND date_cancelled IS NULL"
+        )
+        self.invalidate_model(["date_cancelled"])
+        return super().autovacuum()
 
 
 class _ChannelFull(Exception):

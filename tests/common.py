@@ -10,6 +10,10 @@ from odoo.tests import TransactionCase
 
 from odoo.addons.queue_job.job import Job
 
+# The runner logs each failed job at ERROR, with its traceback, like queue_job does;
+# tests that make jobs fail on purpose mute it.
+JOB_LOGGER = "odoo.addons.deltatech_queue_job.models.queue_job"
+
 
 def wait_for(condition, timeout=30.0, interval=0.05, message="condition"):
     """Poll ``condition()`` until it is truthy, at most ``timeout`` seconds."""
@@ -53,7 +57,9 @@ class JobsMixin:
 
     def jobs_of(self, delayables, env=None):
         env = env or self.env
-        uuids = [d.uuid for d in delayables]
+        # with_delay() gives a Job; delayable() a Delayable, whose job exists once
+        # the graph is delayed.
+        uuids = [getattr(d, "_generated_job", d).uuid for d in delayables]
         return env["queue.job"].search([("uuid", "in", uuids)], order="id")
 
     def run_runner(self, env=None, **kwargs):

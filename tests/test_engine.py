@@ -1,15 +1,330 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
+"""The engine in one transaction: outcomes, budgets, triggers, housekeeping."""
 
+from datetime import timedelta
+
+from odoo import fields
 from odoo.tests import tagged
+from odoo.tools import SQL, config, mute_logger
 
-from .common import QueueJobCase
+from odoo.addons.queue_job.delay import chain
+
+from ..models.runner_settings import cron_time_cap
+from .common import JOB_LOGGER, QueueJobCase, second_cursor
 
 
 @tagged("post_install", "-at_install")
-class TestEngineSmoke(QueueJobCase):
+class TestOutcomes(QueueJobCase):
     def test_runner_processes_pending_jobs(self):
         jobs = self.enqueue(3)
         stats = self.run_runner()
-        self.assertEqual(stats.processed, 3)
-        self.assertEqual(stats.done, 3)
+        self.assertEqual((stats.processed, stats.done, stats.failed), (3, 3, 0))
         self.assertEqual(set(jobs.mapped("state")), {"done"})
+        self.assertTrue(all(job.date_done and job.date_started for job in jobs))
+        self.assertEqual(stats.stopped_by, "empty")
+        self.assertEqual(stats.pending_count, 0)
+
+    @mute_logger(JOB_LOGGER, "odoo.sql_db")
+    def test_failing_job_rolls_back_only_its_own_writes(self):
+        partner = self.env["res.partner"].create({"name": "before"})
+        first = self.enqueue(1, priority=1)
+        failing = self.enqueue_code(
+            f"env['res.partner'].browse({partner.id}).write({{'name': 'half-written'}})"
+            "\nraise UserError('boom')",
+            priority=2,
+        )
+        last = self.enqueue(1, priority=3)
+        stats = self.run_runner()
+        self.assertEqual((stats.processed, stats.done, stats.failed), (3, 2, 1))
+        self.assertEqual(first.state, "done")
+        self.assertEqual(last.state, "done")
+        self.assertEqual(failing.state, "failed")
+        self.assertIn("boom", failing.exc_info)
+        self.assertIn("UserError", failing.exc_name)
+        self.assertEqual(failing.exc_message, "boom")
+        partner.invalidate_recordset()
+        self.assertEqual(partner.name, "before")
+
+    @mute_logger(JOB_LOGGER, "odoo.sql_db")
+    def test_lock_not_available_requeues_the_job(self):
+        """A PostgreSQL concurrency error is no failure: back to pending, later."""
+        partner = self.env.ref("base.partner_admin")
+        with second_cursor(self.env.cr.dbname) as other:
+            other.cr.execute(
+                "SELECT id FROM res_partner WHERE id = %s FOR UPDATE", [partner.id]
+            )
+            job = self.enqueue_code(
+                "env.cr.execute('SELECT id FROM res_partner WHERE id = %s "
+                f"FOR UPDATE NOWAIT', [{partner.id}])"
+            )
+            stats = self.run_runner()
+            other.cr.rollback()
+        self.assertEqual((stats.processed, stats.postponed, stats.failed), (1, 1, 0))
+        self.assertEqual(job.state, "pending")
+        self.assertEqual(job.retry, 0, "a concurrency error does not use a retry")
+        self.assertGreater(job.eta, fields.Datetime.now())
+        self.assertIn("lock", job.result)
+
+    @mute_logger(JOB_LOGGER, "odoo.sql_db")
+    def test_serialization_failure_requeues_the_job(self):
+        """REPEATABLE READ: a row changed and committed by another transaction after
+        this one's snapshot cannot be updated: the job is requeued, not failed."""
+        partner = self.env.ref("base.partner_admin")
+        job = self.enqueue_code(
+            "env.cr.execute('UPDATE res_partner SET write_date = write_date "
+            f"WHERE id = {partner.id}')"
+        )
+        with second_cursor(self.env.cr.dbname) as other:
+            other.cr.execute(
+                "UPDATE res_partner SET write_date = write_date WHERE id = %s",
+                [partner.id],
+            )
+            other.cr.commit()
+        stats = self.run_runner()
+        self.assertEqual((stats.postponed, stats.failed), (1, 0))
+        self.assertEqual(job.state, "pending")
+        self.assertIn("serialize", job.result)
+
+    def test_retryable_error_postpones_with_retry_pattern(self):
+        jobs = self.jobs_of(
+            [
+                self.env["test.queue.job"]
+                .with_delay(max_retries=3)
+                .testing_method(raise_retry=True)
+            ]
+        )
+        stats = self.run_runner()
+        self.assertEqual(stats.postponed, 1)
+        self.assertEqual(jobs.state, "pending")
+        self.assertEqual(jobs.retry, 1)
+        self.assertGreater(jobs.eta, fields.Datetime.now() + timedelta(seconds=60))
+        self.assertEqual(jobs.result, "Must be retried later")
+
+    @mute_logger(JOB_LOGGER, "odoo.sql_db")
+    def test_retryable_error_fails_after_max_retries(self):
+        jobs = self.jobs_of(
+            [
+                self.env["test.queue.job"]
+                .with_delay(max_retries=1)
+                .testing_method(raise_retry=True)
+            ]
+        )
+        stats = self.run_runner()
+        self.assertEqual(stats.failed, 1)
+        self.assertEqual(jobs.state, "failed")
+        self.assertIn("Max. retries (1) reached", jobs.exc_info)
+
+    def test_nothing_to_do_job_is_done_with_its_message(self):
+        job = self.enqueue_code("raise NothingToDoJob('already up to date')")
+        stats = self.run_runner()
+        self.assertEqual((stats.done, stats.failed), (1, 0))
+        self.assertEqual(job.state, "done")
+        self.assertEqual(job.result, "already up to date")
+
+    def test_dependent_jobs_are_enqueued_and_run(self):
+        model = self.env["test.queue.job"]
+        first = model.delayable().testing_method(1)
+        second = model.delayable().testing_method(2)
+        chain(first, second).delay()
+        parent, child = self.jobs_of([first]), self.jobs_of([second])
+        self.assertEqual((parent.state, child.state), ("pending", "wait_dependencies"))
+        stats = self.run_runner()
+        self.assertEqual(stats.done, 2)
+        self.assertEqual(stats.job_ids, (parent | child).ids)
+        self.assertEqual((parent.state, child.state), ("done", "done"))
+
+    def test_job_not_due_is_not_taken(self):
+        later = self.enqueue(1, eta=3600)
+        stats = self.run_runner()
+        self.assertEqual(stats.processed, 0)
+        self.assertEqual(later.state, "pending")
+
+    def test_queue_order_is_priority_then_eta_then_creation(self):
+        low = self.enqueue(1, priority=20)
+        high = self.enqueue(1, priority=1)
+        stats = self.run_runner(batch_size=1)
+        self.assertEqual(stats.job_ids, high.ids)
+        self.assertEqual(low.state, "pending")
+
+    def test_specific_job_is_acquired_only_when_eligible(self):
+        job = self.enqueue(1)
+        later = self.enqueue(1, eta=3600)
+        self.assertEqual(job._acquire_specific_job(commit=False), job)
+        self.assertFalse(later._acquire_specific_job(commit=False))
+        job._process()
+        self.assertFalse(job._acquire_specific_job(commit=False), "not pending")
+
+
+@tagged("post_install", "-at_install")
+class TestBudget(QueueJobCase):
+    def test_stops_at_batch_size_and_leaves_a_trigger(self):
+        self.enqueue(5)
+        triggers = self.env["ir.cron.trigger"].search([])
+        stats = self.run_runner(batch_size=2)
+        self.assertEqual((stats.processed, stats.stopped_by), (2, "batch_size"))
+        self.assertEqual(stats.pending_count, 3)
+        new = self.env["ir.cron.trigger"].search([]) - triggers
+        crons = self.queue_job._runner_crons()
+        self.assertEqual(new.mapped("cron_id"), crons)
+        self.assertTrue(all(t.call_at <= fields.Datetime.now() for t in new))
+
+    def test_no_trigger_when_queue_is_drained(self):
+        self.enqueue(2)
+        triggers = self.env["ir.cron.trigger"].search([])
+        stats = self.run_runner(batch_size=5)
+        self.assertEqual(stats.stopped_by, "empty")
+        self.assertFalse(self.env["ir.cron.trigger"].search([]) - triggers)
+
+    def test_stops_before_the_time_budget_would_be_exceeded(self):
+        for _i in range(6):
+            self.enqueue_code("env.cr.execute('SELECT pg_sleep(0.4)')")
+        stats = self.run_runner(max_seconds=1)
+        self.assertEqual(stats.stopped_by, "time")
+        # 0.4 s jobs in a 1 s budget: the third would end past it, so it is not taken.
+        self.assertEqual(stats.processed, 2)
+        self.assertEqual(stats.pending_count, 4)
+
+    def test_defaults_come_from_the_settings(self):
+        params = self.env["ir.config_parameter"].sudo()
+        params.set_param("deltatech_queue_job.batch_size", "3")
+        self.enqueue(5)
+        stats = self.run_runner()
+        self.assertEqual(stats.processed, 3)
+
+    def test_invalid_parameters_are_refused(self):
+        for kwargs in ({"batch_size": 0}, {"max_seconds": -1}, {"batch_size": "x"}):
+            with self.subTest(**kwargs), self.assertRaises(ValueError):
+                self.run_runner(**kwargs)
+
+    def test_cron_budget_is_capped_below_the_cron_time_limit(self):
+        saved = config["limit_time_real_cron"], config["limit_time_real"]
+        try:
+            config["limit_time_real_cron"] = 60
+            self.assertEqual(cron_time_cap(), 48)
+            config["limit_time_real_cron"] = -1
+            config["limit_time_real"] = 120
+            self.assertEqual(cron_time_cap(), 96)
+            config["limit_time_real_cron"] = 0
+            self.assertIsNone(cron_time_cap())
+        finally:
+            config["limit_time_real_cron"], config["limit_time_real"] = saved
+
+    def test_cron_run_reports_progress(self):
+        cron = self.env.ref("deltatech_queue_job.cron_queue_job_runner")
+        cron_with_progress, progress = cron._add_progress()
+        self.enqueue(3)
+        runner_env = self.env(
+            context=dict(cron_with_progress.env.context, cron_id=cron.id)
+        )
+        stats = self.run_runner(env=runner_env, batch_size=2, source="cron")
+        self.assertEqual(stats.processed, 2)
+        self.assertEqual(progress.done, 2)
+        # Stopped by its size with time left: Odoo may call the runner again at once.
+        self.assertEqual(progress.remaining, 1)
+        stats = self.run_runner(env=runner_env, batch_size=2, source="cron")
+        self.assertEqual((progress.done, progress.remaining), (1, 0))
+
+
+@tagged("post_install", "-at_install")
+class TestTriggers(QueueJobCase):
+    def _new_triggers(self, before):
+        return self.env["ir.cron.trigger"].search([]) - before
+
+    def test_creating_a_job_triggers_every_runner_cron_now(self):
+        before = self.env["ir.cron.trigger"].search([])
+        self.enqueue(1)
+        new = self._new_triggers(before)
+        self.assertEqual(new.mapped("cron_id"), self.queue_job._runner_crons())
+        self.assertTrue(all(t.call_at <= fields.Datetime.now() for t in new))
+
+    def test_delayed_job_triggers_at_its_eta(self):
+        before = self.env["ir.cron.trigger"].search([])
+        job = self.enqueue(1, eta=timedelta(hours=2))
+        new = self._new_triggers(before)
+        self.assertEqual(len(new), 2)
+        for trigger in new:
+            self.assertGreaterEqual(trigger.call_at, job.eta)
+            self.assertLess(trigger.call_at - job.eta, timedelta(minutes=1))
+
+    def test_many_jobs_in_one_transaction_make_a_handful_of_triggers(self):
+        before = self.env["ir.cron.trigger"].search([])
+        self.enqueue(300)
+        self.enqueue(300, eta=timedelta(hours=1))
+        new = self._new_triggers(before)
+        # one immediate and at most two rounded etas, for each of the two crons
+        self.assertLessEqual(len(new), 6)
+
+    def test_writing_eta_or_requeueing_creates_a_trigger(self):
+        job = self.enqueue(1)
+        self.env.cr.precommit.data.pop("deltatech_queue_job.triggered", None)
+        before = self.env["ir.cron.trigger"].search([])
+        eta = fields.Datetime.now() + timedelta(hours=3)
+        job.write({"eta": eta})
+        new = self._new_triggers(before)
+        self.assertEqual(len(new), 2)
+        self.assertTrue(all(t.call_at >= eta for t in new))
+        job._process()
+        self.env.cr.precommit.data.pop("deltatech_queue_job.triggered", None)
+        job.write({"eta": False})
+        before = self.env["ir.cron.trigger"].search([])
+        job.requeue()
+        self.assertEqual(len(self._new_triggers(before)), 2)
+
+    def test_done_job_write_creates_no_trigger(self):
+        job = self.enqueue(1)
+        self.env.cr.precommit.data.pop("deltatech_queue_job.triggered", None)
+        before = self.env["ir.cron.trigger"].search([])
+        job._process()
+        self.assertEqual(job.state, "done")
+        self.assertFalse(self._new_triggers(before))
+
+
+@tagged("post_install", "-at_install")
+class TestHousekeeping(QueueJobCase):
+    @mute_logger(JOB_LOGGER, "odoo.sql_db")
+    def test_new_job_with_identity_key_cancels_older_failed_ones(self):
+        old = self.enqueue_code("raise UserError('x')", identity_key="same-key")
+        self.run_runner()
+        self.assertEqual(old.state, "failed")
+        new = self.enqueue_code("log('ok')", identity_key="same-key")
+        self.assertEqual(old.state, "cancelled")
+        self.assertTrue(old.date_cancelled)
+        self.assertEqual(new.state, "pending")
+
+    def test_jobs_cancelled_with_their_chain_get_a_cancellation_date(self):
+        model = self.env["test.queue.job"]
+        first = model.delayable().testing_method(1)
+        second = model.delayable().testing_method(2)
+        chain(first, second).delay()
+        jobs = self.jobs_of([first, second])
+        self.jobs_of([first]).button_cancelled()
+        jobs.invalidate_recordset()
+        self.assertEqual(jobs.mapped("state"), ["cancelled", "cancelled"])
+        self.assertTrue(all(jobs.mapped("date_cancelled")))
+
+    def test_autovacuum_removes_old_cancelled_jobs(self):
+        job = self.enqueue(1)
+        job.button_cancelled()
+        old = fields.Datetime.now() - timedelta(days=400)
+        self.env.cr.execute(
+            "UPDATE queue_job SET date_cancelled = NULL, date_created = %s "
+            "WHERE id = %s",
+            [old, job.id],
+        )
+        self.queue_job.autovacuum()
+        self.assertFalse(job.exists())
+
+    def test_acquire_query_uses_the_partial_index(self):
+        self.env.cr.execute(
+            """
+            INSERT INTO queue_job (uuid, state, priority, date_created, channel)
+            SELECT md5(i::text), CASE WHEN i % 10 = 0 THEN 'pending' ELSE 'done' END,
+                   10, now() - i * interval '1 second', 'root'
+            FROM generate_series(1, 20000) AS i
+            """
+        )
+        self.env.cr.execute("ANALYZE queue_job")
+        self.env.cr.execute(SQL("EXPLAIN %s", self.queue_job._acquire_sql()))
+        plan = "\n".join(row[0] for row in self.env.cr.fetchall())
+        self.assertIn("deltatech_queue_job_pending_acquire_index", plan)
+        self.assertNotIn("Sort", plan)
