@@ -189,7 +189,8 @@ class QueueJob(models.Model):
         return self.browse()
 
     def _fetch_locked_row(self, job_id, blocked):
-        self.env.cr.execute(self._acquire_sql(job_id, blocked))
+        # A lost race is expected here (see _acquire): not worth an ERROR in the log.
+        self.env.cr.execute(self._acquire_sql(job_id, blocked), log_exceptions=False)
         return self.env.cr.fetchone()
 
     def _acquire_guard(self, commit):

@@ -2,11 +2,14 @@
 """The tests' vocabulary: enqueue jobs, run a runner, open a second real cursor."""
 
 import contextlib
+import subprocess
+import sys
 import time
 
 from odoo import api
 from odoo.modules.registry import Registry
-from odoo.tests import TransactionCase
+from odoo.tests import BaseCase, TransactionCase, get_db_name
+from odoo.tools import config
 
 from odoo.addons.queue_job.job import Job
 
@@ -90,3 +93,121 @@ def second_cursor(dbname):
     """A real second connection to the database (another transaction), as superuser."""
     with Registry(dbname).cursor() as cr:
         yield api.Environment(cr, api.SUPERUSER_ID, {})
+
+
+def odoo_command(*args):
+    """The command line of an Odoo process on this test's database and addons."""
+    argv = [sys.executable, "-c", "import odoo; odoo.cli.main()", *args]
+    argv += ["-d", get_db_name(), "--addons-path", config["addons_path"]]
+    argv += ["--data-dir", config["data_dir"], "--log-level", "warn"]
+    for option in ("db_host", "db_port", "db_user", "db_password"):
+        if config.get(option):
+            argv += [f"--{option.replace('_', '-')}", str(config[option])]
+    return argv
+
+
+def start_odoo_shell(script):
+    """Start ``odoo shell`` in a real OS process running ``script``."""
+    proc = subprocess.Popen(
+        odoo_command("shell", "--no-http"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdin.write(script)
+    proc.stdin.close()
+    proc.stdin = None  # communicate() must not flush it again
+    return proc
+
+
+def _kill(proc):
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+class CommittedQueueCase(BaseCase, JobsMixin):
+    """Jobs committed for real, seen by other cursors and processes.
+
+    Each test starts with an empty queue and a scratch table ``dqj_test_effect``
+    where test jobs record their side effects; what a test commits is removed after.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.registry = Registry(get_db_name())
+
+    def setUp(self):
+        super().setUp()
+        with self.committed() as env:
+            env.cr.execute("SELECT coalesce(max(id), 0) FROM queue_job")
+            self.first_job_id = env.cr.fetchone()[0] + 1
+            env.cr.execute("SELECT coalesce(max(id), 0) FROM ir_cron_trigger")
+            self.first_trigger_id = env.cr.fetchone()[0] + 1
+            env.cr.execute("SELECT count(*) FROM queue_job WHERE state = 'pending'")
+            self.assertEqual(env.cr.fetchone()[0], 0, "the queue must start empty")
+            env.cr.execute(
+                "CREATE TABLE dqj_test_effect (uuid varchar, channel varchar, "
+                "started timestamp, finished timestamp)"
+            )
+        self.addCleanup(self._cleanup)
+
+    def _cleanup(self):
+        with self.committed() as env:
+            env.cr.execute("DROP TABLE IF EXISTS dqj_test_effect")
+            env.cr.execute("DELETE FROM queue_job WHERE id >= %s", [self.first_job_id])
+            env.cr.execute(
+                "DELETE FROM ir_cron_trigger WHERE id >= %s", [self.first_trigger_id]
+            )
+            env.cr.execute(
+                "DELETE FROM ir_act_server WHERE name->>'en_US' = "
+                "'deltatech_queue_job test job'"
+            )
+            env.cr.execute(
+                "DELETE FROM ir_config_parameter WHERE key LIKE 'deltatech_queue_job.%'"
+            )
+            env.registry.clear_cache()
+
+    @contextlib.contextmanager
+    def committed(self):
+        """A new cursor whose work is committed when the block ends."""
+        with self.registry.cursor() as cr:
+            yield api.Environment(cr, api.SUPERUSER_ID, {"tracking_disable": True})
+
+    EFFECT_CODE = (
+        'env.cr.execute("INSERT INTO dqj_test_effect '
+        'SELECT %s, %s, clock_timestamp(), NULL", '
+        "[env.context['job_uuid'], {channel!r}])\n"
+        "{body}\n"
+        'env.cr.execute("UPDATE dqj_test_effect SET finished = clock_timestamp() '
+        "WHERE uuid = %s\", [env.context['job_uuid']])"
+    )
+
+    def enqueue_effect_jobs(self, env, count, body="", channel=None, **delay_kwargs):
+        """``count`` jobs recording their run in dqj_test_effect, running ``body``."""
+        code = self.EFFECT_CODE.format(channel=channel or "root", body=body)
+        action = env["ir.actions.server"].create(
+            {
+                "name": "deltatech_queue_job test job",
+                "model_id": env.ref("base.model_res_partner").id,
+                "state": "code",
+                "code": code,
+            }
+        )
+        if channel:
+            delay_kwargs["channel"] = channel
+        return self.jobs_of(
+            [action.with_delay(**delay_kwargs).run() for _i in range(count)], env
+        )
+
+    def start_runner_process(self, script):
+        """An ``odoo shell`` process running ``script``, killed at the test's end."""
+        proc = start_odoo_shell(script)
+        self.addCleanup(_kill, proc)
+        return proc
+
+    def effects(self, env):
+        env.cr.execute("SELECT uuid, channel, started, finished FROM dqj_test_effect")
+        return env.cr.fetchall()
