@@ -6,6 +6,7 @@
 #   ./dev.sh test    lint + static checks, then (when Odoo 18 is importable) the
 #                    install/upgrade/uninstall check and the addon's whole Odoo test suite
 #   ./dev.sh lint    lint + static checks only (needs no Odoo)
+#   ./dev.sh bench   benchmark against OCA's queue_job_cron_jobrunner (bench/bench.py)
 #
 # Environment knobs: DQJ_DB (serve database, default deltatech_queue_job),
 # DQJ_HTTP_PORT (serve port, default 8069), DQJ_TEST_TAGS (default /deltatech_queue_job),
@@ -320,9 +321,27 @@ EOF
     odoo "${exec_args[@]}" "$@"
 }
 
+cmd_bench() {
+    # One database per runner (the two addons exclude each other), fresh each run.
+    install_requirements
+    require_odoo
+    start_postgres
+    mkdir -p "$LOG_DIR"
+    local template ours=dqj_bench_ours base=dqj_bench_cron_jobrunner
+    template=$(template_db)
+    clone_db "$template" "$ours"
+    clone_db "$template" "$base"
+    say "installing $ADDON in $ours and queue_job_cron_jobrunner in $base"
+    odoo -d "$ours" -i $ADDON --stop-after-init --http-port=0 --log-level=warn
+    odoo -d "$base" -i queue_job_cron_jobrunner --stop-after-init --http-port=0 --log-level=warn
+    (cd / && TZ=UTC "$PY" "$HERE/bench/bench.py" --ours "$ours" --baseline "$base" \
+        --addons-path "$(addons_path)" --data-dir "$DATA_DIR" "$@")
+}
+
 case "${1:-}" in
     serve) shift; cmd_serve "$@" ;;
     test) shift; cmd_test "$@" ;;
     lint) shift; install_requirements; cmd_lint ;;
-    *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    bench) shift; cmd_bench "$@" ;;
+    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -66,11 +66,19 @@ class BudgetedRunner:
     :param max_seconds: time budget; the next job is not acquired when the mean job
         duration seen so far would take the run past it
     :param commit: commit after each job (the lock of a job lasts until its commit)
-    :param time_cap: a hard cap from a platform time limit (cron or HTTP worker)
+    :param cap: a hard cap from a platform time limit (cron or HTTP worker)
+    :param capacities: channel capacities, ``{channel: n}`` (settings read once)
     """
 
     def __init__(
-        self, job_model, batch_size, max_seconds, commit=True, source="cron", cap=None
+        self,
+        job_model,
+        batch_size,
+        max_seconds,
+        commit=True,
+        source="cron",
+        cap=None,
+        capacities=None,
     ):
         self.model = job_model
         self.batch_size = check_int("batch_size", batch_size)
@@ -78,6 +86,7 @@ class BudgetedRunner:
         self.commit = commit
         self.source = source
         self.cap = cap
+        self.capacities = capacities or {}
 
     def _deadline(self, start):
         budget = self.max_seconds
@@ -107,7 +116,9 @@ class BudgetedRunner:
             if now + mean > deadline:
                 stats.stopped_by = STOP_TIME
                 break
-            job = self.model._acquire_one_job(commit=self.commit)
+            job = self.model._acquire_one_job(
+                commit=self.commit, capacities=self.capacities
+            )
             if not job:
                 stats.stopped_by = STOP_EMPTY
                 break

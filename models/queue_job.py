@@ -156,7 +156,7 @@ class QueueJob(models.Model):
             RUNNING_LOCK_NS,
         )
 
-    def _acquire(self, job_id=None, commit=True):
+    def _acquire(self, job_id=None, commit=True, capacities=None):
         """Lock and return the next eligible job (or job ``job_id``) or an empty set.
 
         Odoo cursors run at REPEATABLE READ: when another runner commits a change to
@@ -164,7 +164,8 @@ class QueueJob(models.Model):
         lock attempt raises a serialization failure instead of skipping. That only
         means "taken": start a fresh snapshot and look again, a bounded number of times.
         """
-        capacities = read_settings(self.env).channel_capacities
+        if capacities is None:
+            capacities = read_settings(self.env).channel_capacities
         blocked = []
         for _attempt in range(ACQUIRE_RETRIES):
             try:
@@ -231,11 +232,15 @@ class QueueJob(models.Model):
         return None
 
     @api.model
-    def _acquire_one_job(self, commit=True):
-        """Lock and return the next eligible job, in queue order, or an empty set."""
-        return self._acquire(commit=commit)
+    def _acquire_one_job(self, commit=True, capacities=None):
+        """Lock and return the next eligible job, in queue order, or an empty set.
 
-    def _acquire_specific_job(self, job_id=None, commit=True):
+        ``capacities``: channel capacities (``{channel: n}``) when the caller already
+        read the settings, as the runner does once per batch.
+        """
+        return self._acquire(commit=commit, capacities=capacities)
+
+    def _acquire_specific_job(self, job_id=None, commit=True, capacities=None):
         """Lock and return job ``job_id`` (default: this record) if it can run now.
 
         Empty when it is not pending, not due yet, or being processed elsewhere.
@@ -243,7 +248,7 @@ class QueueJob(models.Model):
         if job_id is None:
             self.ensure_one()
             job_id = self.id
-        return self._acquire(job_id=job_id, commit=commit)
+        return self._acquire(job_id=job_id, commit=commit, capacities=capacities)
 
     @api.model
     def _count_eligible_jobs(self):
@@ -385,6 +390,7 @@ class QueueJob(models.Model):
             commit=commit,
             source=source,
             cap=cron_time_cap() if in_cron else None,
+            capacities=settings.channel_capacities,
         )
         return runner.run()
 
