@@ -1,5 +1,6 @@
 from . import runner_settings
 from . import api_key
+from . import job_locks
 from . import ir_actions_server
 from . import ir_cron
 from . import queue_job

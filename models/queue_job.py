@@ -3,39 +3,26 @@
 import logging
 import os
 import traceback
-import zlib
 from datetime import timedelta
 
 from psycopg2 import OperationalError
-from psycopg2.extensions import TransactionRollbackError
 
 from odoo import api, fields, models
 from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
-from odoo.tools import SQL, index_exists
+from odoo.tools import SQL
 
 from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
 from odoo.addons.queue_job.job import CANCELLED, DONE, FAILED, PENDING, Job
 
 from ..exception import NothingToDoJob
 from ..runner import POSTPONED, STOP_BATCH, BudgetedRunner
+from . import job_locks
 from .runner_settings import cron_time_cap, read_settings
 
 _logger = logging.getLogger(__name__)
 
 # Seconds before a job that hit a PostgreSQL concurrency error is tried again.
 PG_RETRY = 5
-
-# How often an acquisition that loses a REPEATABLE READ race is tried again before the
-# runner gives up for this batch (each retry starts a fresh snapshot).
-ACQUIRE_RETRIES = 10
-
-# First key of the transaction-scoped advisory locks this addon takes. A job being
-# processed holds (RUNNING_LOCK_NS, job id), which is how other sessions can see it is
-# running without a committed 'started' state; a channel slot holds
-# (hash of the channel, slot number) -- see _acquire_channel_slots().
-RUNNING_LOCK_NS = 0x51D7  # arbitrary, constant: changing it breaks running servers
-
-ACQUIRE_INDEX = "deltatech_queue_job_pending_acquire_index"
 
 # What Job._load_from_db_record() reads, fetched in one query.
 LOAD_FIELDS = [
@@ -68,19 +55,6 @@ LOAD_FIELDS = [
 ]
 
 
-def _channel_chain(channel):
-    """``root.a.b`` -> ``["root", "root.a", "root.a.b"]`` (parents first)."""
-    parts = (channel or "root").split(".")
-    return [".".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def _channel_lock_key(channel):
-    # A signed 32-bit key; collisions only make two channels share slots (stricter,
-    # never looser), and keep clear of RUNNING_LOCK_NS.
-    key = zlib.crc32(f"deltatech_queue_job:{channel}".encode()) & 0x7FFFFFFF
-    return key if key != RUNNING_LOCK_NS else key + 1
-
-
 class QueueJob(models.Model):
     _inherit = "queue.job"
 
@@ -93,143 +67,20 @@ class QueueJob(models.Model):
         "so a crashed worker never leaves a job stuck in 'started'.",
     )
 
-    # ------------------------------------------------------------------ indexes
     def init(self):
         res = super().init()
-        if not index_exists(self.env.cr, ACQUIRE_INDEX):
-            # Serves _acquire_one_job(): a partial index over pending jobs in queue
-            # order, so the first unlocked eligible job is found by an index scan that
-            # stops at the first hit, whatever the size of the queue (no sort, no
-            # sequential scan of done jobs).
-            self.env.cr.execute(
-                SQL(
-                    "CREATE INDEX %s ON queue_job (priority, eta, date_created, id) "
-                    "WHERE state = 'pending'",
-                    SQL.identifier(ACQUIRE_INDEX),
-                )
-            )
+        job_locks.create_acquire_index(self.env.cr)
         return res
 
-    # ------------------------------------------------------------------ locks
-    # All SQL that takes a lock on jobs lives in this section.
-    #
-    # A runner locks the row of the job it processes with FOR NO KEY UPDATE and keeps
-    # the lock until the job's transaction commits: the job is done (or failed, or
-    # postponed) in the same transaction that held the lock, so no other runner can
-    # run it meanwhile, and a runner that dies mid-job leaves the row untouched
-    # (rolled back, still 'pending') for the next one. SKIP LOCKED makes other runners
-    # pass over locked rows instead of waiting, which is what lets any number of
-    # runners share one queue. NO KEY UPDATE (not UPDATE) leaves foreign keys pointing
-    # to the job (mail messages, followers) free to be inserted meanwhile.
-
-    _ELIGIBLE = SQL(
-        "state = 'pending' AND (eta IS NULL OR eta <= (now() AT TIME ZONE 'UTC'))"
-    )
-
-    def _acquire_sql(self, job_id=None, exclude_channels=()):
-        conditions = [self._ELIGIBLE]
-        if job_id is not None:
-            conditions.append(SQL("id = %s", job_id))
-        for channel in exclude_channels:
-            conditions.append(
-                SQL(
-                    "(channel IS NULL OR (channel != %s AND channel NOT LIKE %s))",
-                    channel,
-                    channel.replace("_", r"\_").replace("%", r"\%") + ".%",
-                )
-            )
-        # The CTE locks one row; the outer SELECT runs once, for that row only, and
-        # takes the 'running' advisory lock that _compute_dqj_running() reads from
-        # pg_locks. Ordered as the partial index ACQUIRE_INDEX.
-        return SQL(
-            """
-            WITH next_job AS (
-                SELECT id, channel FROM queue_job
-                WHERE %s
-                ORDER BY priority, eta, date_created, id
-                LIMIT 1
-                FOR NO KEY UPDATE SKIP LOCKED
-            )
-            SELECT id, channel, pg_advisory_xact_lock(%s, id) FROM next_job
-            """,
-            SQL(" AND ").join(conditions),
-            RUNNING_LOCK_NS,
-        )
+    # ------------------------------------------------------------------ acquisition
+    # The SQL, its locks and why they are safe: see job_locks.py.
 
     def _acquire(self, job_id=None, commit=True, capacities=None):
-        """Lock and return the next eligible job (or job ``job_id``) or an empty set.
-
-        Odoo cursors run at REPEATABLE READ: when another runner commits a change to
-        the row after this transaction's snapshot (it just finished that job), the
-        lock attempt raises a serialization failure instead of skipping. That only
-        means "taken": start a fresh snapshot and look again, a bounded number of times.
-        """
         if capacities is None:
             capacities = read_settings(self.env).channel_capacities
-        blocked = []
-        for _attempt in range(ACQUIRE_RETRIES):
-            try:
-                with self._acquire_guard(commit):
-                    row = self._fetch_locked_row(job_id, blocked)
-                    if row and capacities:
-                        full = self._acquire_channel_slots(row[1], capacities)
-                        if full:
-                            # Undo the row lock (the savepoint) and look past the
-                            # saturated channel.
-                            raise _ChannelFull(full)
-            except _ChannelFull as full:
-                if job_id is not None:
-                    return self.browse()
-                blocked.append(full.channel)
-                continue
-            except TransactionRollbackError:
-                _logger.debug("job acquisition lost a race, looking again")
-                continue
-            return self.browse(row[0]) if row else self.browse()
-        _logger.info("no job acquired after %s attempts", ACQUIRE_RETRIES)
-        return self.browse()
-
-    def _fetch_locked_row(self, job_id, blocked):
-        # A lost race is expected here (see _acquire): not worth an ERROR in the log.
-        self.env.cr.execute(self._acquire_sql(job_id, blocked), log_exceptions=False)
-        return self.env.cr.fetchone()
-
-    def _acquire_guard(self, commit):
-        """Scope of one acquisition attempt.
-
-        With ``commit`` (a real runner) nothing is pending in the transaction at this
-        point, so a failed attempt just rolls it back. Without (tests, callers that
-        commit themselves) a savepoint keeps the caller's work; a savepoint is also
-        what releases the row lock when the job's channel turns out to be full.
-        """
-        return _AcquireGuard(self.env.cr, commit)
-
-    def _acquire_channel_slots(self, channel, capacities):
-        """Take one slot in the job's channel and in each parent with a capacity.
-
-        Slots are transaction-scoped advisory locks (channel key, slot number), held
-        until the job's transaction ends, so the number of jobs running at once in a
-        channel never exceeds its capacity across all runners and processes. Returns
-        the first channel without a free slot, or None when all slots were taken.
-        Slots already held by this transaction are taken again (advisory locks are
-        re-entrant), so a runner never competes with itself.
-        """
-        for name in _channel_chain(channel):
-            capacity = capacities.get(name)
-            if capacity is None:
-                continue
-            key = _channel_lock_key(name)
-            self.env.cr.execute(
-                SQL(
-                    "SELECT slot FROM generate_series(0, %s) AS slot "
-                    "WHERE pg_try_advisory_xact_lock(%s, slot) LIMIT 1",
-                    capacity - 1,
-                    key,
-                )
-            )
-            if not self.env.cr.fetchone():
-                return name
-        return None
+        return self.browse(
+            job_locks.lock_job(self.env.cr, job_id, commit, capacities) or []
+        )
 
     @api.model
     def _acquire_one_job(self, commit=True, capacities=None):
@@ -253,28 +104,10 @@ class QueueJob(models.Model):
     @api.model
     def _count_eligible_jobs(self):
         """Pending jobs that are due now (locked ones included)."""
-        self.env.cr.execute(
-            SQL("SELECT count(*) FROM queue_job WHERE %s", self._ELIGIBLE)
-        )
-        return self.env.cr.fetchone()[0]
-
-    @api.model
-    def _running_job_ids(self):
-        """Ids of the jobs a runner is processing right now (see RUNNING_LOCK_NS)."""
-        self.env.cr.execute(
-            """
-            SELECT objid::integer FROM pg_locks
-            WHERE locktype = 'advisory' AND classid = %s AND objsubid = 2
-              AND granted
-              AND database = (SELECT oid FROM pg_database
-                              WHERE datname = current_database())
-            """,
-            (RUNNING_LOCK_NS,),
-        )
-        return {row[0] for row in self.env.cr.fetchall()}
+        return job_locks.count_eligible(self.env.cr)
 
     def _compute_dqj_running(self):
-        running = self._running_job_ids() if self.ids else set()
+        running = job_locks.running_job_ids(self.env.cr) if self.ids else set()
         for job in self:
             job.dqj_running = job.id in running
 
@@ -282,7 +115,7 @@ class QueueJob(models.Model):
         if operator not in ("=", "!="):
             raise NotImplementedError(f"Operator {operator} not supported")
         positive = (operator == "=") == bool(value)
-        ids = list(self._running_job_ids())
+        ids = list(job_locks.running_job_ids(self.env.cr))
         return [("id", "in" if positive else "not in", ids)]
 
     # ------------------------------------------------------------------ processing
@@ -537,34 +370,3 @@ class QueueJob(models.Model):
         )
         self.invalidate_model(["date_cancelled"])
         return super().autovacuum()
-
-
-class _ChannelFull(Exception):
-    def __init__(self, channel):
-        super().__init__(channel)
-        self.channel = channel
-
-
-class _AcquireGuard:
-    """Context manager for one acquisition attempt (see QueueJob._acquire_guard)."""
-
-    def __init__(self, cr, commit):
-        self.cr = cr
-        self.commit = commit
-        self.savepoint = None
-
-    def __enter__(self):
-        if not self.commit:
-            self.savepoint = self.cr.savepoint(flush=False)
-            self.savepoint.__enter__()
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if self.savepoint is not None:
-            # Release on success keeps the lock; rollback on failure releases it.
-            return self.savepoint.__exit__(exc_type, exc, tb)
-        if exc_type is not None and issubclass(
-            exc_type, TransactionRollbackError | _ChannelFull
-        ):
-            self.cr.rollback()
-        return False

@@ -9,6 +9,7 @@ from odoo.tools import SQL, config, mute_logger
 
 from odoo.addons.queue_job.delay import chain
 
+from ..models import job_locks
 from ..models.runner_settings import cron_time_cap
 from .common import JOB_LOGGER, QueueJobCase, second_cursor
 
@@ -324,7 +325,7 @@ class TestHousekeeping(QueueJobCase):
             """
         )
         self.env.cr.execute("ANALYZE queue_job")
-        self.env.cr.execute(SQL("EXPLAIN %s", self.queue_job._acquire_sql()))
+        self.env.cr.execute(SQL("EXPLAIN %s", job_locks.acquire_sql()))
         plan = "\n".join(row[0] for row in self.env.cr.fetchall())
         self.assertIn("deltatech_queue_job_pending_acquire_index", plan)
         self.assertNotIn("Sort", plan)
