@@ -5,8 +5,11 @@ import collections
 import itertools
 import os
 import signal
+import time
 
+from odoo import sql_db
 from odoo.tests import tagged
+from odoo.tools import config
 
 from .common import CommittedQueueCase, wait_for
 
@@ -191,3 +194,57 @@ class TestProcesses(CommittedQueueCase):
             stats = env["queue.job"]._job_runner(source="manual")
             self.assertEqual(stats.done, 1)
             self.assertEqual(len(self.effects(env)), 1)
+
+
+@tagged("post_install", "-at_install")
+class TestCronIntegration(CommittedQueueCase):
+    """The runner under Odoo 18's own cron machinery (ir.cron._process_job)."""
+
+    def _run_cron_once(self, cron_id):
+        ir_cron = self.registry["ir.cron"]
+        db = sql_db.db_connect(self.registry.db_name)
+        with db.cursor() as cron_cr:
+            job = ir_cron._acquire_one_job(cron_cr, cron_id)
+            self.assertTrue(job, "the runner cron is ready (triggered)")
+            start = time.monotonic()
+            ir_cron._process_job(db, cron_cr, job)
+            return time.monotonic() - start
+
+    def test_cron_chain_stays_under_the_time_limit_and_leaves_a_trigger(self):
+        with self.committed() as env:
+            env["ir.config_parameter"].set_param("deltatech_queue_job.batch_size", "2")
+            self.enqueue_effect_jobs(
+                env, 30, body="env.cr.execute('SELECT pg_sleep(0.3)')"
+            )
+            cron = env.ref("deltatech_queue_job.cron_queue_job_runner")
+            cron_id = cron.id
+        saved = config["limit_time_real_cron"]
+        config["limit_time_real_cron"] = 8  # cap: 8 - 5 s of margin = 3 s
+        try:
+            elapsed = self._run_cron_once(cron_id)
+        finally:
+            config["limit_time_real_cron"] = saved
+        with self.committed() as env:
+            done = len(self.effects(env))
+            cron = env["ir.cron"].browse(cron_id)
+            failure_count, active = cron.failure_count, cron.active
+            progress = env["ir.cron.progress"].search(
+                [("cron_id", "=", cron_id)], order="id"
+            )
+            batches, last_remaining = len(progress), progress[-1:].remaining
+            env.cr.execute(
+                "SELECT count(*) FROM ir_cron_trigger WHERE cron_id = %s "
+                "AND call_at <= now() AT TIME ZONE 'UTC'",
+                [cron_id],
+            )
+            ready_triggers = env.cr.fetchone()[0]
+        # Odoo called the runner again while it reported remaining work (batches of
+        # 2), and the chain stopped at the cap, not after Odoo's 10 batches.
+        self.assertGreater(batches, 1)
+        self.assertLess(done, 20)
+        self.assertGreaterEqual(done, 4)
+        self.assertLess(elapsed, 3 + 0.3 + 2, "the chain overran the cron time cap")
+        self.assertEqual(last_remaining, 0, "the last batch reported no work left")
+        self.assertEqual(failure_count, 0)
+        self.assertTrue(active)
+        self.assertGreater(ready_triggers, 0, "a trigger continues the work at once")
