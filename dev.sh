@@ -131,10 +131,18 @@ addons_path() {
 
 odoo() {
     # Odoo's own command line (as odoo-bin), whatever way Odoo was installed.
+    (odoo_exec "$@")
+}
+
+odoo_exec() {
+    # Replaces the current shell with Odoo (signals reach Odoo itself).
     local sub=()
     if [ "${1:-}" = shell ]; then sub=(shell); shift; fi
-    (cd / && TZ=UTC "$PY" -c 'import sys, odoo; sys.exit(odoo.cli.main())' \
-        "${sub[@]}" --addons-path="$(addons_path)" --data-dir="$DATA_DIR" "$@")
+    local path
+    path=$(addons_path)
+    cd /
+    TZ=UTC exec "$PY" -c 'import sys, odoo; sys.exit(odoo.cli.main())' \
+        "${sub[@]}" --addons-path="$path" --data-dir="$DATA_DIR" "$@"
 }
 
 template_db() {
@@ -197,8 +205,9 @@ cmd_lint() {
     say "pylint-odoo"
     (cd "$HERE" && pylint --rcfile="$HERE/.pylintrc" --load-plugins=pylint_odoo \
         $(git -C "$HERE" ls-files '*.py' ':!tools' ':!bench' ':!stress')) || rc=1
-    say "static checks (manifest, XML, CSV, Python compile)"
+    say "static checks (manifest, XML, CSV, Python compile, README up to date)"
     "$PY" "$HERE/tools/check_static.py" "$HERE" || rc=1
+    "$PY" "$HERE/tools/gen_readme.py" --check || rc=1
     return $rc
 }
 
@@ -310,15 +319,19 @@ cmd_serve() {
         say "installing $ADDON in database $db"
         odoo -d "$db" -i $ADDON --stop-after-init --http-port=0 --log-level=warn
         odoo shell -d "$db" --http-port=0 --log-level=warn <<'EOF'
+from datetime import timedelta
 partner = env["res.partner"].search([], limit=1)
 for i in range(5):
     partner.with_delay(description=f"Demo job {i + 1}").write({"comment": f"demo {i + 1}"})
+for i in range(3):
+    partner.with_delay(description=f"Demo job in an hour {i + 1}", eta=timedelta(hours=1)).write(
+        {"comment": f"later {i + 1}"}
+    )
 env.cr.commit()
 EOF
     fi
     say "serving Odoo at http://127.0.0.1:$port  (database $db, login admin / admin)"
-    exec_args=(-d "$db" --db-filter="^$db\$" --http-interface=127.0.0.1 --http-port="$port")
-    odoo "${exec_args[@]}" "$@"
+    odoo_exec -d "$db" --db-filter="^$db\$" --http-interface=127.0.0.1 --http-port="$port" "$@"
 }
 
 cmd_bench() {
