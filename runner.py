@@ -66,7 +66,8 @@ class BudgetedRunner:
     :param max_seconds: time budget; the next job is not acquired when the mean job
         duration seen so far would take the run past it
     :param commit: commit after each job (the lock of a job lasts until its commit)
-    :param cap: a hard cap from a platform time limit (cron or HTTP worker)
+    :param cron_cap: under the cron, seconds the whole cron run may last (below
+        ``limit_time_real_cron``); Odoo may call the runner several times in that run
     :param capacities: channel capacities, ``{channel: n}`` (settings read once)
     """
 
@@ -77,7 +78,7 @@ class BudgetedRunner:
         max_seconds,
         commit=True,
         source="cron",
-        cap=None,
+        cron_cap=None,
         capacities=None,
     ):
         self.model = job_model
@@ -85,19 +86,16 @@ class BudgetedRunner:
         self.max_seconds = check_int("max_seconds", max_seconds)
         self.commit = commit
         self.source = source
-        self.cap = cap
+        self.cron_cap = cron_cap
         self.capacities = capacities or {}
 
     def _deadline(self, start):
-        budget = self.max_seconds
-        if self.cap is not None:
-            budget = min(budget, self.cap)
-        deadline = start + budget
-        if self.source == "cron" and self.cap is not None and self.commit:
+        deadline = start + self.max_seconds
+        if self.cron_cap is not None:
             cr = self.model.env.cr
             chain_deadline = _CRON_CHAIN_DEADLINES.get(cr)
             if chain_deadline is None:
-                chain_deadline = start + self.cap
+                chain_deadline = start + self.cron_cap
                 _CRON_CHAIN_DEADLINES[cr] = chain_deadline
             deadline = min(deadline, chain_deadline)
         return deadline

@@ -1,7 +1,6 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 
 import logging
-import os
 import traceback
 from datetime import timedelta
 
@@ -134,7 +133,6 @@ class QueueJob(models.Model):
         job = Job._load_from_db_record(self)
         has_dependents = bool(self.dependencies.get("reverse_depends_on"))
         job.set_started()
-        job.worker_pid = os.getpid()
         outcome = DONE
         try:
             with self.env.cr.savepoint():
@@ -222,7 +220,7 @@ class QueueJob(models.Model):
             max_seconds if max_seconds is not None else settings.max_seconds,
             commit=commit,
             source=source,
-            cap=cron_time_cap() if in_cron else None,
+            cron_cap=cron_time_cap() if in_cron else None,
             capacities=settings.channel_capacities,
         )
         return runner.run()
