@@ -3,3 +3,6 @@ from . import api_key
 from . import ir_cron
 from . import queue_job
 from . import queue_job_run
+from . import queue_job_actions
+from . import res_config_settings
+from . import api_key_wizard
