@@ -8,6 +8,7 @@ a lock itself.
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from odoo import SUPERUSER_ID, _, api, models
@@ -39,6 +40,7 @@ class SelectionStats:
     failed: int = 0
     postponed: int = 0
     skipped: int = 0
+    left: int = 0
 
 
 def _notification(title, message, kind="success", reload=False):
@@ -85,7 +87,11 @@ class QueueJob(models.Model):
     def _dqj_check_manager(self):
         """The buttons are for queue_job managers and administrators only; checked
         here too because the methods can be called over RPC without the view."""
-        if self.env.su or self.env.user.has_group(MANAGER_GROUP) or self.env.is_admin():
+        if (
+            self.env.su
+            or self.env.user.has_group(MANAGER_GROUP)
+            or self.env.is_system()
+        ):
             return
         raise AccessError(
             _("Only Job Queue managers can process jobs from the user interface.")
@@ -112,14 +118,21 @@ class QueueJob(models.Model):
 
     # ------------------------------------------------------------------ process
     @api.model
-    def _process_selected_jobs(self, job_ids, commit=True):
+    def _process_selected_jobs(self, job_ids, commit=True, max_seconds=None):
         """Process the jobs ``job_ids``, each acquired on its own.
 
         A job that is not pending, not due yet, or held by another worker is skipped:
-        ``_acquire_specific_job`` does not wait for it. Returns a SelectionStats.
+        ``_acquire_specific_job`` does not wait for it. No job is started once
+        ``max_seconds`` have passed (a large selection must not outlive the request):
+        the rest is counted as ``left``. Returns a SelectionStats.
         """
         stats = SelectionStats()
-        for job_id in sorted(set(job_ids)):
+        ids = sorted(set(job_ids))
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        for index, job_id in enumerate(ids):
+            if deadline is not None and time.monotonic() >= deadline:
+                stats.left = len(ids) - index
+                break
             locked = self.sudo()._acquire_specific_job(job_id, commit=commit)
             if not locked:
                 stats.skipped += 1
@@ -148,7 +161,9 @@ class QueueJob(models.Model):
         self._dqj_check_manager()
         commit = self._dqj_ui_commit()
         if self:
-            stats = self._process_selected_jobs(self.ids, commit=commit)
+            stats = self._process_selected_jobs(
+                self.ids, commit=commit, max_seconds=self._dqj_request_budget()
+            )
             message = _(
                 "%(processed)s processed: %(done)s done, %(failed)s failed, "
                 "%(postponed)s postponed; %(skipped)s skipped (not pending, not due "
@@ -159,7 +174,12 @@ class QueueJob(models.Model):
                 postponed=stats.postponed,
                 skipped=stats.skipped,
             )
-            skipped = stats.skipped
+            if stats.left:
+                message += " " + _(
+                    "%(left)s not started: the time budget was used up.",
+                    left=stats.left,
+                )
+            skipped = stats.skipped + stats.left
         else:
             stats = self.sudo()._job_runner(
                 max_seconds=self._dqj_request_budget(), commit=commit, source="button"

@@ -2,12 +2,13 @@
 
 from datetime import timedelta
 
+import polib
 from lxml import etree
 
 from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests import HttpCase, new_test_user, tagged
-from odoo.tools import mute_logger
+from odoo.tools import file_path, mute_logger
 
 from ..models.runner_settings import PARAM_API_KEY_HASH, PARAM_BATCH_SIZE
 from .common import JobsMixin, QueueJobCase
@@ -107,6 +108,18 @@ class TestJobListButtons(QueueJobCase):
         )
         self.assertEqual((stats.processed, stats.done, stats.skipped), (2, 2, 0))
 
+    def test_process_selected_stops_starting_jobs_after_the_budget(self):
+        jobs = self.enqueue(3)
+        spent = self.queue_job._process_selected_jobs(
+            jobs.ids, commit=False, max_seconds=0
+        )
+        self.assertEqual((spent.processed, spent.skipped, spent.left), (0, 0, 3))
+        self.assertEqual(set(jobs.mapped("state")), {"pending"})
+        stats = self.queue_job._process_selected_jobs(
+            jobs.ids, commit=False, max_seconds=60
+        )
+        self.assertEqual((stats.processed, stats.left), (3, 0))
+
     def test_process_reports_failures_as_danger(self):
         failing = self.enqueue_code(FAILING_CODE)
         with mute_logger("odoo.addons.deltatech_queue_job.models.queue_job"):
@@ -192,6 +205,32 @@ class TestJobListButtons(QueueJobCase):
             self.env["queue.job.run"].with_user(self.employee).has_access("read"),
             False,
         )
+
+
+@tagged("post_install", "-at_install")
+class TestJobSearchAndTranslations(QueueJobCase):
+    def test_running_now_filter_uses_the_engine_field(self):
+        arch = self.queue_job.get_view(view_type="search")["arch"]
+        node = etree.fromstring(arch).xpath("//filter[@name='dqj_running']")
+        self.assertEqual(len(node), 1)
+        self.assertEqual(node[0].get("domain"), "[('dqj_running', '=', True)]")
+        jobs = self.enqueue(1)
+        # nothing holds the job: it is not running, and the domain evaluates
+        self.assertFalse(self.queue_job.search([("dqj_running", "=", True)]) & jobs)
+        list_arch = self.queue_job.get_view(view_type="list")["arch"]
+        self.assertIn('name="dqj_running"', list_arch)
+
+    def test_romanian_translation_covers_the_template(self):
+        pot = polib.pofile(
+            file_path("deltatech_queue_job/i18n/deltatech_queue_job.pot")
+        )
+        ro = {
+            e.msgid: e.msgstr
+            for e in polib.pofile(file_path("deltatech_queue_job/i18n/ro.po"))
+        }
+        untranslated = [e.msgid for e in pot if not ro.get(e.msgid)]
+        self.assertFalse(untranslated)
+        self.assertEqual(ro["Process Background"], "Procesează în fundal")
 
 
 @tagged("post_install", "-at_install")
