@@ -14,7 +14,17 @@
     "data": [
         "security/ir.model.access.csv",
         "data/ir_cron.xml",
+        "data/queue_job_run_data.xml",
+        "views/queue_job_views.xml",
+        "views/queue_job_run_views.xml",
+        "views/res_config_settings_views.xml",
+        "views/menus.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "deltatech_queue_job/static/tests/tours/**/*",
+        ],
+    },
     "excludes": ["queue_job_cron_jobrunner"],
     "development_status": "Alpha",
     "maintainers": ["dhongu"],

@@ -1,3 +1,5 @@
 from . import test_module
 from . import test_engine
 from . import test_concurrency
+from . import test_settings
+from . import test_ui

@@ -1,0 +1,244 @@
+# License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
+"""What the jobs list's header buttons do: Cron Trigger, Process, Process Background.
+
+Every button ends in the one runner (``_job_runner``) or in the engine's acquisition of
+one given job (``_acquire_specific_job``); nothing here re-implements the loop or takes
+a lock itself.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from odoo import SUPERUSER_ID, _, api, models
+from odoo.exceptions import AccessError
+from odoo.modules import module as odoo_module
+from odoo.modules.registry import Registry
+from odoo.tools import config
+
+from ..runner import DONE, FAILED
+from .runner_settings import http_time_cap, read_settings
+
+_logger = logging.getLogger(__name__)
+
+MANAGER_GROUP = "queue_job.group_queue_job_manager"
+
+# One background runner thread per database and process: a second click while one runs
+# is refused (it would not double-process anything -- SKIP LOCKED sees to that -- but
+# it would only add a competing worker the admin did not mean to start).
+_background_threads = {}
+_background_lock = threading.Lock()
+
+
+@dataclass
+class SelectionStats:
+    """What processing the selected jobs did."""
+
+    processed: int = 0
+    done: int = 0
+    failed: int = 0
+    postponed: int = 0
+    skipped: int = 0
+    left: int = 0
+
+
+def _notification(title, message, kind="success", reload=False):
+    params = {"title": title, "message": message, "type": kind, "sticky": False}
+    if reload:
+        # Closing the "window" makes the list reload, showing the jobs' new states.
+        params["next"] = {"type": "ir.actions.act_window_close"}
+    return {
+        "type": "ir.actions.client",
+        "tag": "display_notification",
+        "params": params,
+    }
+
+
+def _run_in_background(dbname, commit, max_seconds):
+    """Body of the background thread: a cursor and an environment of its own."""
+    threading.current_thread().dbname = dbname
+    try:
+        with Registry(dbname).cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            stats = env["queue.job"]._job_runner(
+                max_seconds=max_seconds, commit=commit, source="thread"
+            )
+        _logger.info(
+            "background queue runner on %s: %s processed (%s done, %s failed, "
+            "%s postponed), %s pending, %.2fs, stopped by %s",
+            dbname,
+            stats.processed,
+            stats.done,
+            stats.failed,
+            stats.postponed,
+            stats.pending_count,
+            stats.time_elapsed,
+            stats.stopped_by,
+        )
+    except Exception:
+        _logger.exception("background queue runner on %s failed", dbname)
+
+
+class QueueJob(models.Model):
+    _inherit = "queue.job"
+
+    # ------------------------------------------------------------------ helpers
+    def _dqj_check_manager(self):
+        """The buttons are for queue_job managers and administrators only; checked
+        here too because the methods can be called over RPC without the view."""
+        if (
+            self.env.su
+            or self.env.user.has_group(MANAGER_GROUP)
+            or self.env.is_system()
+        ):
+            return
+        raise AccessError(
+            _("Only Job Queue managers can process jobs from the user interface.")
+        )
+
+    @api.model
+    def _dqj_ui_commit(self):
+        """Commit after each job, like any runner -- except while tests run: their
+        transaction must stay open (TransactionCase forbids commits, HttpCase shares
+        one transaction between the test and its requests)."""
+        return not (
+            odoo_module.current_test
+            or config["test_enable"]
+            or self.env.registry.in_test_mode()
+        )
+
+    @api.model
+    def _dqj_request_budget(self):
+        """The time budget of a run inside an HTTP request: the setting, capped below
+        the HTTP worker's time limit so that the request is not killed mid-job."""
+        budget = read_settings(self.env).max_seconds
+        cap = http_time_cap()
+        return min(budget, cap) if cap else budget
+
+    # ------------------------------------------------------------------ process
+    @api.model
+    def _process_selected_jobs(self, job_ids, commit=True, max_seconds=None):
+        """Process the jobs ``job_ids``, each acquired on its own.
+
+        A job that is not pending, not due yet, or held by another worker is skipped:
+        ``_acquire_specific_job`` does not wait for it. No job is started once
+        ``max_seconds`` have passed (a large selection must not outlive the request):
+        the rest is counted as ``left``. Returns a SelectionStats.
+        """
+        stats = SelectionStats()
+        ids = sorted(set(job_ids))
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        for index, job_id in enumerate(ids):
+            if deadline is not None and time.monotonic() >= deadline:
+                stats.left = len(ids) - index
+                break
+            locked = self.sudo()._acquire_specific_job(job_id, commit=commit)
+            if not locked:
+                stats.skipped += 1
+                continue
+            outcome = locked._process(commit=commit)
+            stats.processed += 1
+            if outcome == DONE:
+                stats.done += 1
+            elif outcome == FAILED:
+                stats.failed += 1
+            else:
+                stats.postponed += 1
+        return stats
+
+    def action_dqj_cron_trigger(self):
+        """Header button "Cron Trigger": wake the runner crons up now."""
+        self._dqj_check_manager()
+        self.sudo()._cron_trigger()
+        return _notification(
+            _("Cron triggered"),
+            _("Job processing started in the background."),
+        )
+
+    def action_dqj_process(self):
+        """Header button "Process": the selected jobs, or one batch when none is."""
+        self._dqj_check_manager()
+        commit = self._dqj_ui_commit()
+        if self:
+            stats = self._process_selected_jobs(
+                self.ids, commit=commit, max_seconds=self._dqj_request_budget()
+            )
+            message = _(
+                "%(processed)s processed: %(done)s done, %(failed)s failed, "
+                "%(postponed)s postponed; %(skipped)s skipped (not pending, not due "
+                "yet, or being processed elsewhere).",
+                processed=stats.processed,
+                done=stats.done,
+                failed=stats.failed,
+                postponed=stats.postponed,
+                skipped=stats.skipped,
+            )
+            if stats.left:
+                message += " " + _(
+                    "%(left)s not started: the time budget was used up.",
+                    left=stats.left,
+                )
+            skipped = stats.skipped + stats.left
+        else:
+            stats = self.sudo()._job_runner(
+                max_seconds=self._dqj_request_budget(), commit=commit, source="button"
+            )
+            message = _(
+                "%(processed)s processed: %(done)s done, %(failed)s failed, "
+                "%(postponed)s postponed; %(pending)s still pending.",
+                processed=stats.processed,
+                done=stats.done,
+                failed=stats.failed,
+                postponed=stats.postponed,
+                pending=stats.pending_count,
+            )
+            skipped = 0
+        if stats.failed and not stats.done:
+            kind = "danger"
+        elif stats.failed or skipped or not stats.processed:
+            kind = "warning"
+        else:
+            kind = "success"
+        return _notification(_("Jobs processed"), message, kind, reload=True)
+
+    def action_process_in_background(self):
+        """Header button "Process Background": one budgeted run in a thread of its
+        own, with its own cursor; the request returns at once."""
+        self._dqj_check_manager()
+        dbname = self.env.cr.dbname
+        with _background_lock:
+            running = _background_threads.get(dbname)
+            if running is not None and running.is_alive():
+                return _notification(
+                    _("Already running"),
+                    _(
+                        "A background runner is already processing jobs of this "
+                        "database; it stops within its time budget."
+                    ),
+                    "warning",
+                )
+            thread = threading.Thread(
+                target=_run_in_background,
+                args=(
+                    dbname,
+                    self._dqj_ui_commit(),
+                    read_settings(self.env).max_seconds,
+                ),
+                name=f"deltatech_queue_job.background.{dbname}",
+                daemon=True,
+            )
+            _background_threads[dbname] = thread
+            thread.start()
+        return _notification(
+            _("Background processing started"),
+            _(
+                "A background runner is processing jobs; it stops within its time "
+                "budget. Reload the list to see the progress."
+            ),
+        )
+
+    @api.model
+    def _dqj_background_thread(self):
+        """The background thread of this database (tests wait for it), if any."""
+        return _background_threads.get(self.env.cr.dbname)

@@ -1,0 +1,147 @@
+# License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
+
+from odoo import _, api, fields, models
+from odoo.exceptions import AccessError, ValidationError
+
+from .api_key import api_key_configured, generate_api_key, revoke_api_key
+from .runner_settings import (
+    BOUNDS,
+    PARAM_BATCH_SIZE,
+    PARAM_CHANNELS,
+    PARAM_HISTORY_DAYS,
+    PARAM_MAX_SECONDS,
+    PARAM_RUNNER_COUNT,
+    SettingsError,
+    check_int,
+    parse_channels,
+)
+
+# settings field -> name of its bounds in runner_settings.BOUNDS
+INT_SETTINGS = {
+    "dqj_batch_size": "batch_size",
+    "dqj_max_seconds": "max_seconds",
+    "dqj_runner_count": "runner_count",
+    "dqj_history_days": "history_days",
+}
+
+
+class ResConfigSettings(models.TransientModel):
+    _inherit = "res.config.settings"
+
+    dqj_batch_size = fields.Integer(
+        string="Batch Size",
+        config_parameter=PARAM_BATCH_SIZE,
+        default=BOUNDS["batch_size"][0],
+        help="Maximum number of jobs one runner execution takes.",
+    )
+    dqj_max_seconds = fields.Integer(
+        string="Max Seconds",
+        config_parameter=PARAM_MAX_SECONDS,
+        default=BOUNDS["max_seconds"][0],
+        help="Time budget of one runner execution: no job is started when the mean "
+        "job duration would take the run past it. Keep it below the platform's time "
+        "limits (Odoo.sh kills workers after a while).",
+    )
+    dqj_runner_count = fields.Integer(
+        string="Parallel Runners",
+        config_parameter=PARAM_RUNNER_COUNT,
+        default=BOUNDS["runner_count"][0],
+        help="Number of runner crons sharing the queue (each cron runs one job at a "
+        "time; jobs are never run twice, the runners skip each other's jobs).",
+    )
+    dqj_channels = fields.Char(
+        string="Channel Capacities",
+        config_parameter=PARAM_CHANNELS,
+        help="queue_job's channels syntax, e.g. root:4,root.mail:1 -- at most that "
+        "many jobs of a channel (and its sub-channels) run at the same time. Empty: "
+        "no limit besides the number of runners.",
+    )
+    dqj_history_days = fields.Integer(
+        string="History Retention (days)",
+        config_parameter=PARAM_HISTORY_DAYS,
+        default=BOUNDS["history_days"][0],
+        help="Runner executions older than this are removed from the run history.",
+    )
+    # Read by get_values() (the settings' own way for values that are not a plain
+    # parameter): a compute is not evaluated for the form's new record.
+    dqj_api_key_configured = fields.Boolean(
+        string="API Key Configured",
+        readonly=True,
+        help="Only a salted hash of the key is stored: the key itself is shown once, "
+        "when it is generated.",
+    )
+
+    @api.model
+    def get_values(self):
+        res = super().get_values()
+        res["dqj_api_key_configured"] = api_key_configured(self.env)
+        return res
+
+    @api.constrains(*INT_SETTINGS)
+    def _check_dqj_int_settings(self):
+        for settings in self:
+            for fname, bound in INT_SETTINGS.items():
+                try:
+                    check_int(bound, settings[fname])
+                except SettingsError as err:
+                    _default, low, high = BOUNDS[bound]
+                    raise ValidationError(
+                        _(
+                            "%(setting)s must be a whole number between %(low)s and "
+                            "%(high)s.",
+                            setting=self._fields[fname].get_description(self.env)[
+                                "string"
+                            ],
+                            low=low,
+                            high=high,
+                        )
+                    ) from err
+
+    @api.constrains("dqj_channels")
+    def _check_dqj_channels(self):
+        for settings in self:
+            try:
+                parse_channels(settings.dqj_channels)
+            except SettingsError as err:
+                raise ValidationError(
+                    _(
+                        "Channel Capacities: %(error)s. Expected for example "
+                        "root:4,root.mail:1.",
+                        error=str(err),
+                    )
+                ) from err
+
+    def set_values(self):
+        res = super().set_values()
+        self.env["ir.cron"]._dqj_sync_runner_crons(self.dqj_runner_count)
+        return res
+
+    def _dqj_check_admin(self):
+        if not self.env.is_admin():
+            raise AccessError(_("Only administrators can manage the queue API key."))
+
+    def action_dqj_generate_api_key(self):
+        """Generate a new API key (the previous one stops working) and show it once.
+
+        The key is handed to the dialog in its context, never written to a table:
+        only its hash is stored.
+        """
+        self._dqj_check_admin()
+        key = generate_api_key(self.env)
+        # The form reloads this record when the dialog closes, however it is closed.
+        self.write({"dqj_api_key_configured": True})
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("New API Key"),
+            "res_model": "queue.job.api.key.wizard",
+            "view_mode": "form",
+            "views": [(False, "form")],
+            "target": "new",
+            "context": {"default_api_key": key},
+        }
+
+    def action_dqj_revoke_api_key(self):
+        self._dqj_check_admin()
+        revoke_api_key(self.env)
+        self.write({"dqj_api_key_configured": False})
+        return True
