@@ -37,6 +37,8 @@ class RunStats:
     done: int = 0
     failed: int = 0
     postponed: int = 0
+    skipped: int = 0  # selected jobs that could not run now (see job_ids)
+    left: int = 0  # selected jobs not tried: the batch or the budget ran out
     pending_count: int = 0
     time_elapsed: float = 0.0
     stopped_by: str = STOP_EMPTY
@@ -69,6 +71,8 @@ class BudgetedRunner:
     :param cron_cap: under the cron, seconds the whole cron run may last (below
         ``limit_time_real_cron``); Odoo may call the runner several times in that run
     :param capacities: channel capacities, ``{channel: n}`` (settings read once)
+    :param job_ids: process these jobs (each acquired on its own; one that is not
+        pending, not due or held elsewhere is skipped) instead of the queue's next ones
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class BudgetedRunner:
         source="cron",
         cron_cap=None,
         capacities=None,
+        job_ids=None,
     ):
         self.model = job_model
         self.batch_size = check_int("batch_size", batch_size)
@@ -88,6 +93,7 @@ class BudgetedRunner:
         self.source = source
         self.cron_cap = cron_cap
         self.capacities = capacities or {}
+        self.job_ids = None if job_ids is None else sorted(set(job_ids))
 
     def _deadline(self, start):
         deadline = start + self.max_seconds
@@ -104,6 +110,7 @@ class BudgetedRunner:
         stats = RunStats(source=self.source)
         start = time.monotonic()
         deadline = self._deadline(start)
+        selection = None if self.job_ids is None else list(self.job_ids)
         busy = 0.0
         while True:
             if stats.processed >= self.batch_size:
@@ -114,17 +121,19 @@ class BudgetedRunner:
             if now + mean > deadline:
                 stats.stopped_by = STOP_TIME
                 break
-            job = self.model._acquire_one_job(
-                commit=self.commit, capacities=self.capacities
-            )
-            if not job:
+            job = self._next_job(selection, stats)
+            if job is None:
                 stats.stopped_by = STOP_EMPTY
                 break
+            if not job:
+                continue  # a selected job that cannot run now
             job_start = time.monotonic()
             outcome = job._process(commit=self.commit)
             busy += time.monotonic() - job_start
             stats.job_ids.append(job.id)
             stats.count(outcome)
+        if selection:
+            stats.left = len(selection)
         stats.pending_count = self.model._count_eligible_jobs()
         now = time.monotonic()
         stats.time_elapsed = now - start
@@ -134,3 +143,20 @@ class BudgetedRunner:
             stats, chain_has_time=now + mean < chain_deadline, commit=self.commit
         )
         return stats
+
+    def _next_job(self, selection, stats):
+        """The next locked job; an empty recordset for a selected job that cannot
+        run now (counted as skipped); None when there is nothing more to take."""
+        if selection is None:
+            job = self.model._acquire_one_job(
+                commit=self.commit, capacities=self.capacities
+            )
+            return job or None
+        if not selection:
+            return None
+        job = self.model._acquire_specific_job(
+            selection.pop(0), commit=self.commit, capacities=self.capacities
+        )
+        if not job:
+            stats.skipped += 1
+        return job

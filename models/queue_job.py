@@ -16,7 +16,7 @@ from odoo.addons.queue_job.job import CANCELLED, DONE, FAILED, PENDING, Job
 from ..exception import NothingToDoJob
 from ..runner import POSTPONED, STOP_BATCH, BudgetedRunner
 from . import job_locks
-from .runner_settings import cron_time_cap, read_settings
+from .runner_settings import BOUNDS, cron_time_cap, read_settings
 
 _logger = logging.getLogger(__name__)
 
@@ -203,15 +203,22 @@ class QueueJob(models.Model):
 
     # ------------------------------------------------------------------ runner
     @api.model
-    def _job_runner(self, batch_size=None, max_seconds=None, commit=True, source=None):
+    def _job_runner(
+        self, batch_size=None, max_seconds=None, commit=True, source=None, job_ids=None
+    ):
         """Process eligible jobs within a budget; the one entry point of every runner.
 
-        ``batch_size`` / ``max_seconds`` default to the settings. Under the cron the
-        budget is also capped below ``limit_time_real_cron``, and the progress is
-        reported to the cron so Odoo 18 does not count the run as a timeout. Returns
+        ``batch_size`` / ``max_seconds`` default to the settings; with ``job_ids``,
+        those jobs are processed (the ones that cannot run now are skipped) instead
+        of the queue's next ones, and the batch size defaults to their number. Under
+        the cron the budget is also capped below ``limit_time_real_cron``, and the
+        progress is reported to the cron so Odoo 18 does not count the run as a
+        timeout. Returns
         the run's :class:`~odoo.addons.deltatech_queue_job.runner.RunStats`.
         """
         settings = read_settings(self.env)
+        if batch_size is None and job_ids is not None:
+            batch_size = min(len(set(job_ids)), BOUNDS["batch_size"][2]) or 1
         in_cron = bool(self.env.context.get("cron_id"))
         source = source or ("cron" if in_cron else "manual")
         runner = BudgetedRunner(
@@ -222,6 +229,7 @@ class QueueJob(models.Model):
             source=source,
             cron_cap=cron_time_cap() if in_cron else None,
             capacities=settings.channel_capacities,
+            job_ids=job_ids,
         )
         return runner.run()
 

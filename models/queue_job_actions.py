@@ -8,8 +8,6 @@ a lock itself.
 
 import logging
 import threading
-import time
-from dataclasses import dataclass
 
 from odoo import SUPERUSER_ID, _, api, models
 from odoo.exceptions import AccessError
@@ -17,7 +15,6 @@ from odoo.modules import module as odoo_module
 from odoo.modules.registry import Registry
 from odoo.tools import config
 
-from ..runner import DONE, FAILED
 from .runner_settings import http_time_cap, read_settings
 
 _logger = logging.getLogger(__name__)
@@ -29,18 +26,6 @@ MANAGER_GROUP = "queue_job.group_queue_job_manager"
 # it would only add a competing worker the admin did not mean to start).
 _background_threads = {}
 _background_lock = threading.Lock()
-
-
-@dataclass
-class SelectionStats:
-    """What processing the selected jobs did."""
-
-    processed: int = 0
-    done: int = 0
-    failed: int = 0
-    postponed: int = 0
-    skipped: int = 0
-    left: int = 0
 
 
 def _notification(title, message, kind="success", reload=False):
@@ -117,36 +102,6 @@ class QueueJob(models.Model):
         return min(budget, cap) if cap else budget
 
     # ------------------------------------------------------------------ process
-    @api.model
-    def _process_selected_jobs(self, job_ids, commit=True, max_seconds=None):
-        """Process the jobs ``job_ids``, each acquired on its own.
-
-        A job that is not pending, not due yet, or held by another worker is skipped:
-        ``_acquire_specific_job`` does not wait for it. No job is started once
-        ``max_seconds`` have passed (a large selection must not outlive the request):
-        the rest is counted as ``left``. Returns a SelectionStats.
-        """
-        stats = SelectionStats()
-        ids = sorted(set(job_ids))
-        deadline = None if max_seconds is None else time.monotonic() + max_seconds
-        for index, job_id in enumerate(ids):
-            if deadline is not None and time.monotonic() >= deadline:
-                stats.left = len(ids) - index
-                break
-            locked = self.sudo()._acquire_specific_job(job_id, commit=commit)
-            if not locked:
-                stats.skipped += 1
-                continue
-            outcome = locked._process(commit=commit)
-            stats.processed += 1
-            if outcome == DONE:
-                stats.done += 1
-            elif outcome == FAILED:
-                stats.failed += 1
-            else:
-                stats.postponed += 1
-        return stats
-
     def action_dqj_cron_trigger(self):
         """Header button "Cron Trigger": wake the runner crons up now."""
         self._dqj_check_manager()
@@ -161,8 +116,11 @@ class QueueJob(models.Model):
         self._dqj_check_manager()
         commit = self._dqj_ui_commit()
         if self:
-            stats = self._process_selected_jobs(
-                self.ids, commit=commit, max_seconds=self._dqj_request_budget()
+            stats = self.sudo()._job_runner(
+                max_seconds=self._dqj_request_budget(),
+                commit=commit,
+                source="button",
+                job_ids=self.ids,
             )
             message = _(
                 "%(processed)s processed: %(done)s done, %(failed)s failed, "

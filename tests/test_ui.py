@@ -103,22 +103,19 @@ class TestJobListButtons(QueueJobCase):
         self.assertIn("2 skipped", params["message"])
 
     def test_process_selected_counts_stay_exact_with_duplicates(self):
-        stats = self.queue_job._process_selected_jobs(
-            self.enqueue(2).ids * 2, commit=False
-        )
+        stats = self.run_runner(job_ids=self.enqueue(2).ids * 2)
         self.assertEqual((stats.processed, stats.done, stats.skipped), (2, 2, 0))
 
     def test_process_selected_stops_starting_jobs_after_the_budget(self):
-        jobs = self.enqueue(3)
-        spent = self.queue_job._process_selected_jobs(
-            jobs.ids, commit=False, max_seconds=0
-        )
-        self.assertEqual((spent.processed, spent.skipped, spent.left), (0, 0, 3))
-        self.assertEqual(set(jobs.mapped("state")), {"pending"})
-        stats = self.queue_job._process_selected_jobs(
-            jobs.ids, commit=False, max_seconds=60
-        )
-        self.assertEqual((stats.processed, stats.left), (3, 0))
+        jobs = self.env["queue.job"]
+        for _i in range(3):
+            jobs |= self.enqueue_code("env.cr.execute('SELECT pg_sleep(0.6)')")
+        spent = self.run_runner(job_ids=jobs.ids, max_seconds=1)
+        # the second 0.6 s job would end past the 1 s budget: not started
+        self.assertEqual((spent.processed, spent.skipped, spent.left), (1, 0, 2))
+        self.assertEqual(spent.stopped_by, "time")
+        stats = self.run_runner(job_ids=jobs.ids, max_seconds=60)
+        self.assertEqual((stats.processed, stats.skipped, stats.left), (2, 1, 0))
 
     def test_process_reports_failures_as_danger(self):
         failing = self.enqueue_code(FAILING_CODE)
