@@ -1,2 +1,3 @@
 from . import test_module
 from . import test_engine
+from . import test_api
