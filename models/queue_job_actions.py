@@ -15,7 +15,7 @@ from odoo.modules import module as odoo_module
 from odoo.modules.registry import Registry
 from odoo.tools import config
 
-from .runner_settings import http_time_cap, read_settings
+from .runner_settings import http_run_budget, read_settings
 
 _logger = logging.getLogger(__name__)
 
@@ -95,11 +95,8 @@ class QueueJob(models.Model):
 
     @api.model
     def _dqj_request_budget(self):
-        """The time budget of a run inside an HTTP request: the setting, capped below
-        the HTTP worker's time limit so that the request is not killed mid-job."""
-        budget = read_settings(self.env).max_seconds
-        cap = http_time_cap()
-        return min(budget, cap) if cap else budget
+        """The time budget of a run inside an HTTP request (see http_run_budget)."""
+        return http_run_budget(read_settings(self.env), {})[1]
 
     # ------------------------------------------------------------------ process
     def action_dqj_cron_trigger(self):

@@ -128,6 +128,36 @@ def http_time_cap():
     return limit_cap(config.get("limit_time_real"))
 
 
+def http_run_budget(settings, params):
+    """Batch size and time budget of a runner started by an HTTP request.
+
+    ``params`` may carry ``batch_size`` and ``max_seconds`` (checked by the bounds
+    above); the missing ones come from ``settings`` (a :class:`RunnerSettings`). The
+    budget must end before the HTTP worker's ``limit_time_real`` kills the request
+    mid-batch: an explicit ``max_seconds`` above :func:`http_time_cap` is refused, the
+    configured default is lowered to it.
+    """
+    if "batch_size" in params:
+        batch_size = check_int("batch_size", params["batch_size"])
+    else:
+        batch_size = settings.batch_size
+    cap = http_time_cap()
+    if "max_seconds" in params:
+        max_seconds = check_int("max_seconds", params["max_seconds"])
+        if cap is not None and max_seconds > cap:
+            raise SettingsError(
+                "max_seconds",
+                f"max_seconds must not exceed {cap} on this server: its HTTP time "
+                f"limit (limit_time_real = {config.get('limit_time_real')} s) would "
+                "kill the request mid-batch",
+            )
+    else:
+        max_seconds = (
+            settings.max_seconds if cap is None else min(settings.max_seconds, cap)
+        )
+    return batch_size, max_seconds
+
+
 @dataclass(frozen=True)
 class RunnerSettings:
     batch_size: int

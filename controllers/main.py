@@ -1,0 +1,268 @@
+# License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
+"""The external trigger API, for cron-job.org and other schedulers.
+
+``POST /api/v1/queue/process`` runs the queue's one runner
+(``queue.job._job_runner``) with a batch size and a time budget;
+``POST /api/v1/queue/stats`` reports on the queue and processes nothing.
+
+Both speak JSON-RPC 2.0 over a plain ``type="http"`` route, so that a JSON-RPC client
+and a bare ``curl`` get the same answer, and the HTTP status matches the result's
+``code`` (Odoo's ``type="json"`` routes answer 200 to everything, which hides a wrong
+key from a scheduler for weeks). The controller only parses, refuses, picks the
+database and opens the cursors; jobs run as queue_job runs them, each with its own
+stored user and context, never as the (anonymous) web caller.
+"""
+
+import contextlib
+import json
+import logging
+from datetime import datetime, timezone
+
+from odoo import SUPERUSER_ID, api, http
+from odoo.http import request
+from odoo.modules.registry import Registry
+
+from ..models.api_key import api_key_configured, verify_api_key
+from ..models.runner_settings import SettingsError, http_run_budget, read_settings
+from .throttle import failed_keys
+
+_logger = logging.getLogger(__name__)
+
+PROCESS_ROUTE = "/api/v1/queue/process"
+STATS_ROUTE = "/api/v1/queue/stats"
+
+# A valid request is a few hundred bytes; anything this big is not a scheduler.
+MAX_BODY_BYTES = 64 * 1024
+
+PROCESS_PARAMS = frozenset({"api_key", "db", "batch_size", "max_seconds"})
+STATS_PARAMS = frozenset({"api_key", "db"})
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class ApiError(Exception):
+    """A refusal with its HTTP status; the message is safe to show the caller."""
+
+    def __init__(self, code, message, headers=None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _utc_timestamp():
+    return datetime.now(timezone.utc).strftime(TIMESTAMP_FORMAT)
+
+
+class QueueApiController(http.Controller):
+    # ------------------------------------------------------------------ routes
+    @http.route(
+        PROCESS_ROUTE,
+        type="http",
+        auth="none",
+        csrf=False,
+        save_session=False,
+        # auth="none" routes default to a read-only request cursor; the runner
+        # writes (on its own cursor, which Odoo's test mode nests in the request's).
+        readonly=False,
+    )
+    def process_queue(self, **_query):
+        return self._serve(self._process, PROCESS_PARAMS)
+
+    @http.route(
+        STATS_ROUTE,
+        type="http",
+        auth="none",
+        csrf=False,
+        save_session=False,
+    )
+    def queue_stats(self, **_query):
+        return self._serve(self._stats, STATS_PARAMS)
+
+    # ------------------------------------------------------------------ handlers
+    def _process(self, db, params):
+        with self._cursor(db, readonly=True) as env:
+            self._authenticate(env, params)
+            settings = read_settings(env)
+            try:
+                batch_size, max_seconds = http_run_budget(settings, params)
+            except SettingsError as err:
+                raise ApiError(400, str(err)) from err
+        # The run gets its own transaction, so its first acquisition sees every job
+        # committed until now (Odoo cursors run at REPEATABLE READ).
+        with self._cursor(db) as env:
+            stats = env["queue.job"]._job_runner(
+                batch_size=batch_size,
+                max_seconds=max_seconds,
+                commit=True,
+                source="api",
+            )
+        result = stats.as_dict()
+        del result["source"]
+        return {"status": "success", **result, "timestamp": _utc_timestamp()}
+
+    def _stats(self, db, params):
+        with self._cursor(db, readonly=True) as env:
+            self._authenticate(env, params)
+            stats = env["queue.job"]._queue_stats()
+        return {"status": "success", **stats, "timestamp": _utc_timestamp()}
+
+    # ------------------------------------------------------------------ plumbing
+    def _serve(self, handler, allowed_params):
+        """Parse, refuse or hand over to ``handler(db, params)``; answer JSON-RPC."""
+        request_id = None
+        try:
+            envelope = self._read_envelope()
+            request_id = envelope.get("id")
+            if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+                request_id = None
+            params = self._read_params(envelope, allowed_params)
+            blocked = failed_keys.blocked_for(request.httprequest.remote_addr)
+            if blocked:
+                raise ApiError(
+                    429,
+                    "too many invalid API keys from this address: "
+                    f"try again in {blocked} seconds",
+                    {"Retry-After": str(blocked)},
+                )
+            result = handler(self._resolve_db(params), params)
+            return self._respond(request_id, 200, result)
+        except ApiError as err:
+            error = {"status": "error", "message": err.message, "code": err.code}
+            return self._respond(request_id, err.code, error, err.headers)
+        except Exception:
+            # The traceback goes to the server log, never to the caller.
+            _logger.exception("queue API: %s failed", request.httprequest.path)
+            error = {
+                "status": "error",
+                "message": "internal error, see the server log",
+                "code": 500,
+            }
+            return self._respond(request_id, 500, error)
+
+    def _respond(self, request_id, status, result, headers=None):
+        body = {"jsonrpc": "2.0", "id": request_id, "result": result}
+        headers = {"Cache-Control": "no-store", **(headers or {})}
+        return request.make_json_response(body, headers=headers, status=status)
+
+    def _read_envelope(self):
+        httprequest = request.httprequest
+        if httprequest.method != "POST":
+            raise ApiError(405, "use POST", {"Allow": "POST"})
+        length = httprequest.content_length
+        if length is None:
+            # A chunked body has no length, and werkzeug would read it whole: refuse
+            # it rather than read an unbounded stream (schedulers send a length).
+            raise ApiError(411, "a Content-Length header is required")
+        if length > MAX_BODY_BYTES:
+            raise ApiError(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+        raw = httprequest.get_data(cache=False)
+        if not raw.strip():
+            raise ApiError(
+                400,
+                "empty body: a JSON-RPC 2.0 request (Content-Type: "
+                "application/json) is expected",
+            )
+        try:
+            envelope = json.loads(raw)
+        except ValueError as err:
+            raise ApiError(400, "malformed JSON body") from err
+        if not isinstance(envelope, dict):
+            raise ApiError(400, "the body must be a JSON-RPC 2.0 request object")
+        if envelope.get("jsonrpc") != "2.0":
+            raise ApiError(
+                400, 'the body must be a JSON-RPC 2.0 request: "jsonrpc": "2.0"'
+            )
+        return envelope
+
+    def _read_params(self, envelope, allowed):
+        params = envelope.get("params", {})
+        if not isinstance(params, dict):
+            raise ApiError(400, '"params" must be a JSON object')
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise ApiError(
+                400,
+                f"unknown parameter(s): {', '.join(unknown)} "
+                f"(accepted: {', '.join(sorted(allowed))})",
+            )
+        return params
+
+    def _resolve_db(self, params):
+        """The database named by ``params.db``, or the only one this server serves
+        to this host (``--db-filter``, else ``--database``, else all)."""
+        host = request.httprequest.environ.get("HTTP_HOST", "")
+        served = http.db_list(force=True, host=host)
+        wanted = params.get("db")
+        if wanted is not None:
+            if not isinstance(wanted, str) or wanted not in served:
+                raise ApiError(
+                    400, "unknown database: db names none this server serves"
+                )
+            return wanted
+        if len(served) == 1:
+            return served[0]
+        if not served:
+            raise ApiError(400, "no database is served to this host")
+        raise ApiError(
+            400, 'several databases are served to this host: name one in params "db"'
+        )
+
+    def _authenticate(self, env, params):
+        """Refuse (401) unless the caller sent this database's API key."""
+        address = request.httprequest.remote_addr
+        candidate = self._candidate_key(params)
+        if not api_key_configured(env):
+            # An unset key never means "open".
+            reason = (
+                "no API key is configured in this database: generate one in "
+                "Queue Job > Settings"
+            )
+            counts = False
+        elif candidate is None or candidate == "":
+            reason = (
+                "missing API key: send params.api_key, an 'Authorization: Bearer' "
+                "header or an 'X-Api-Key' header"
+            )
+            counts = False
+        elif not isinstance(candidate, str):
+            reason = "invalid API key: api_key must be a string"
+            counts = True
+        elif not verify_api_key(env, candidate):
+            reason = "invalid API key"
+            counts = True
+        else:
+            failed_keys.succeeded(address)
+            return
+        now_blocked = counts and failed_keys.failed(address)
+        # Never the key itself: a log is read by more people than the settings.
+        _logger.warning(
+            "queue API: refused %s from %s on database %s: %s%s",
+            request.httprequest.path,
+            address,
+            env.cr.dbname,
+            reason,
+            f" (address blocked for {failed_keys.block}s)" if now_blocked else "",
+        )
+        raise ApiError(401, reason)
+
+    @staticmethod
+    def _candidate_key(params):
+        if "api_key" in params:
+            return params["api_key"]
+        headers = request.httprequest.headers
+        scheme, _sep, value = headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        header_key = headers.get("X-Api-Key", "").strip()
+        return header_key or None
+
+    @contextlib.contextmanager
+    def _cursor(self, db, readonly=False):
+        """A superuser environment on its own cursor of database ``db``.
+
+        Superuser is only the runner's identity: each job runs with the user and
+        context stored on it (queue_job's Job.load).
+        """
+        with Registry(db).cursor(readonly=readonly) as cr:
+            yield api.Environment(cr, SUPERUSER_ID, {})

@@ -1,0 +1,82 @@
+# License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
+
+from odoo import api, models
+from odoo.tools import SQL
+
+from odoo.addons.queue_job.job import FAILED, STATES
+
+from . import job_locks
+
+# "Failed lately" for an uptime monitor: jobs whose last attempt started this long ago
+# or less and failed.
+FAILED_RECENTLY_SECONDS = 3600
+
+RUN_FIELDS = (
+    "source",
+    "duration",
+    "processed",
+    "done",
+    "failed",
+    "postponed",
+    "pending_count",
+    "stopped_by",
+)
+
+
+class QueueJob(models.Model):
+    _inherit = "queue.job"
+
+    @api.model
+    def _queue_stats(self):
+        """What an uptime monitor needs to know about the queue; processes nothing.
+
+        ``oldest_pending_age`` is the number of seconds since the oldest eligible job
+        became due (its eta, or its creation when it has none), ``None`` when no job
+        is waiting; ``last_run`` is the latest runner execution kept in
+        ``queue.job.run`` (runs that found an empty queue are not kept).
+        """
+        self.flush_model()
+        cr = self.env.cr
+        cr.execute(SQL("SELECT state, count(*) FROM queue_job GROUP BY state"))
+        counts = dict.fromkeys((state for state, _label in STATES), 0)
+        counts.update(dict(cr.fetchall()))
+        cr.execute(
+            SQL(
+                """
+                SELECT count(*),
+                       EXTRACT(EPOCH FROM (now() AT TIME ZONE 'UTC')
+                                          - min(GREATEST(eta, date_created)))
+                FROM queue_job WHERE %s
+                """,
+                job_locks.ELIGIBLE,
+            )
+        )
+        eligible, oldest_age = cr.fetchone()
+        cr.execute(
+            SQL(
+                "SELECT count(*) FROM queue_job WHERE state = %s "
+                "AND date_started >= (now() AT TIME ZONE 'UTC') - %s * interval '1s'",
+                FAILED,
+                FAILED_RECENTLY_SECONDS,
+            )
+        )
+        failed_recently = cr.fetchone()[0]
+        return {
+            "counts": counts,
+            "pending_count": eligible,
+            "running": len(job_locks.running_job_ids(cr)),
+            "oldest_pending_age": (
+                None if oldest_age is None else max(0, round(float(oldest_age), 1))
+            ),
+            "failed_last_hour": failed_recently,
+            "last_run": self._last_run_stats(),
+        }
+
+    @api.model
+    def _last_run_stats(self):
+        run = self.env["queue.job.run"].sudo().search([], limit=1)
+        if not run:
+            return None
+        values = {name: run[name] for name in RUN_FIELDS}
+        values["date_start"] = run.date_start.strftime("%Y-%m-%d %H:%M:%S")
+        return values

@@ -1,0 +1,507 @@
+# License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
+"""The external trigger API, over real HTTP requests to the test server.
+
+The server handles each request on a test cursor sharing the test's transaction
+(HttpCase puts the registry in test mode): the runner's commits are savepoint
+releases, so what a request did is visible here and rolled back after the test.
+"""
+
+import contextlib
+import json
+import re
+
+from odoo.service.db import list_dbs
+from odoo.tests import HttpCase, new_test_user, tagged
+from odoo.tools import config
+
+from odoo.addons.deltatech_queue_job.controllers import main as api_main
+from odoo.addons.deltatech_queue_job.controllers.throttle import failed_keys
+from odoo.addons.deltatech_queue_job.models.api_key import (
+    generate_api_key,
+    revoke_api_key,
+)
+
+from .common import JobsMixin
+
+PROCESS = api_main.PROCESS_ROUTE
+STATS = api_main.STATS_ROUTE
+API_LOGGER = api_main.__name__
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+
+
+@contextlib.contextmanager
+def server_options(**values):
+    """Run with these server options (``odoo.tools.config``), restored afterwards."""
+    saved = {key: config.get(key) for key in values}
+    for key, value in values.items():
+        config[key] = value
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            config[key] = value
+
+
+class ApiCase(HttpCase, JobsMixin):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.env = cls.env(context=dict(cls.env.context, tracking_disable=True))
+        # Start from an empty queue: only this test's jobs are eligible.
+        cls.env.cr.execute(
+            "UPDATE queue_job SET state = 'done' WHERE state IN ('pending', 'enqueued')"
+        )
+        cls.env["queue.job"].invalidate_model()
+        cls.key = generate_api_key(cls.env)
+
+    def setUp(self):
+        super().setUp()
+        # The damping memory is the worker process's, so this test process's.
+        failed_keys.reset()
+        self.addCleanup(failed_keys.reset)
+
+    def call(
+        self, route=PROCESS, params=None, body=None, headers=None, method="POST", **kw
+    ):
+        """Send a request; return the HTTP response and its JSON-RPC ``result``."""
+        if body is None:
+            envelope = {"jsonrpc": "2.0", "id": 1}
+            if params is not None:
+                envelope["params"] = params
+            body = json.dumps(envelope)
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        response = self.opener.request(
+            method, self.base_url() + route, data=body, headers=headers, timeout=60
+        )
+        # The request changed the shared transaction behind this env's cache.
+        self.env.invalidate_all()
+        self.assertEqual(
+            response.headers["Content-Type"].split(";")[0], "application/json"
+        )
+        payload = response.json()
+        self.assertEqual(payload["jsonrpc"], "2.0")
+        return response, payload["result"]
+
+    def assertRefused(self, code, params=None, message=None, **kwargs):
+        response, result = self.call(params=params, **kwargs)
+        self.assertEqual(response.status_code, code, result)
+        self.assertEqual(result["status"], "error")
+        self.assertEqual(result["code"], code)
+        if message:
+            self.assertIn(message, result["message"])
+        self.assertNotIn("Traceback", response.text)
+        return result
+
+    def assertStillPending(self, jobs):
+        self.assertEqual(set(jobs.mapped("state")), {"pending"})
+        self.assertEqual(
+            self.env["queue.job"]._count_eligible_jobs(), len(jobs), "nothing processed"
+        )
+
+
+@tagged("post_install", "-at_install")
+class TestApiProcess(ApiCase):
+    def test_process_runs_pending_jobs(self):
+        jobs = self.enqueue(3)
+        response, result = self.call(params={"api_key": self.key})
+        self.assertEqual(response.status_code, 200, result)
+        self.assertEqual(result["status"], "success")
+        for name, value in (
+            ("processed", 3),
+            ("done", 3),
+            ("failed", 0),
+            ("postponed", 0),
+            ("pending_count", 0),
+        ):
+            self.assertEqual(result[name], value, name)
+        self.assertIsInstance(result["time_elapsed"], float)
+        self.assertRegex(result["timestamp"], TIMESTAMP)
+        self.assertEqual(set(jobs.mapped("state")), {"done"})
+        run = self.env["queue.job.run"].search([], limit=1)
+        self.assertEqual((run.source, run.processed), ("api", 3))
+
+    def test_batch_size_limits_the_run(self):
+        jobs = self.enqueue(3)
+        _response, result = self.call(params={"api_key": self.key, "batch_size": 2})
+        self.assertEqual((result["processed"], result["pending_count"]), (2, 1))
+        self.assertEqual(sorted(jobs.mapped("state")), ["done", "done", "pending"])
+        self.assertEqual(result["stopped_by"], "batch_size")
+
+    def test_jobs_run_as_their_own_user(self):
+        user = new_test_user(
+            self.env,
+            login="dqj_api_job_user",
+            groups="base.group_erp_manager,queue_job.group_queue_job_manager",
+        )
+        model = self.env["test.queue.job"].with_user(user)
+        job = self.jobs_of([model.with_delay().create_ir_logging("dqj api user")])
+        self.assertEqual(job.user_id, user)
+        _response, result = self.call(params={"api_key": self.key})
+        self.assertEqual(result["done"], 1, result)
+        log = self.env["ir.logging"].search([("message", "=", "dqj api user")])
+        self.assertEqual(log.create_uid, user.id, "the job ran as its own user")
+
+    def test_unexpected_failure_answers_500_without_traceback(self):
+        """A job whose method is gone (its addon was uninstalled) breaks the run: the
+        caller gets a bare 500, the traceback goes to the server log only."""
+        job = self.enqueue(1)
+        self.env.cr.execute(
+            "UPDATE queue_job SET method_name = 'dqj_method_removed' WHERE id = %s",
+            (job.id,),
+        )
+        with self.assertLogs(API_LOGGER, "ERROR") as logs:
+            result = self.assertRefused(500, {"api_key": self.key}, "internal error")
+        self.assertEqual(result["message"], "internal error, see the server log")
+        self.assertIn("dqj_method_removed", "\n".join(logs.output))
+        self.assertEqual(job.state, "pending")
+
+    def test_json_rpc_id_is_echoed(self):
+        body = json.dumps({"jsonrpc": "2.0", "id": "abc-7", "params": {}})
+        response = self.opener.post(
+            self.base_url() + PROCESS,
+            data=body,
+            headers={"Content-Type": "application/json", "X-Api-Key": self.key},
+            timeout=60,
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json()["id"], "abc-7")
+
+    def test_no_session_cookie_is_written(self):
+        response, _result = self.call(params={"api_key": self.key})
+        self.assertEqual(response.status_code, 200)
+        self.assertNotIn("session_id", response.cookies)
+        self.assertNotIn("Set-Cookie", response.headers)
+
+
+@tagged("post_install", "-at_install")
+class TestApiKey(ApiCase):
+    def test_no_key_configured_refuses_every_call(self):
+        jobs = self.enqueue(2)
+        revoke_api_key(self.env)
+        for params in ({"api_key": self.key}, {"api_key": ""}, {}):
+            self.assertRefused(401, params, "no API key is configured")
+        self.assertStillPending(jobs)
+
+    def test_missing_or_empty_key_is_refused(self):
+        jobs = self.enqueue(2)
+        for params in ({}, {"api_key": ""}, {"api_key": None}):
+            self.assertRefused(401, params, "missing API key")
+        self.assertStillPending(jobs)
+
+    def test_wrong_key_is_refused_and_logged_without_its_value(self):
+        jobs = self.enqueue(2)
+        wrong = "not-the-key-" + "x" * 20
+        with self.assertLogs(API_LOGGER, "WARNING") as logs:
+            self.assertRefused(401, {"api_key": wrong}, "invalid API key")
+        output = "\n".join(logs.output)
+        self.assertIn("invalid API key", output)
+        self.assertNotIn(wrong, output)
+        self.assertNotIn(self.key, output)
+        self.assertStillPending(jobs)
+
+    def test_wrong_type_key_is_refused(self):
+        jobs = self.enqueue(1)
+        for value in (12345, True, [self.key], {"key": self.key}):
+            self.assertRefused(401, {"api_key": value}, "api_key must be a string")
+        self.assertStillPending(jobs)
+
+    def test_key_in_bearer_header_is_accepted(self):
+        jobs = self.enqueue(1)
+        response, result = self.call(
+            params={}, headers={"Authorization": f"Bearer {self.key}"}
+        )
+        self.assertEqual(response.status_code, 200, result)
+        self.assertEqual(jobs.state, "done")
+
+    def test_key_in_x_api_key_header_is_accepted(self):
+        jobs = self.enqueue(1)
+        response, result = self.call(headers={"X-Api-Key": self.key})
+        self.assertEqual(response.status_code, 200, result)
+        self.assertEqual(jobs.state, "done")
+
+    def test_wrong_header_keys_are_refused(self):
+        jobs = self.enqueue(1)
+        for headers in (
+            {"Authorization": "Bearer wrong"},
+            {"X-Api-Key": "wrong"},
+        ):
+            self.assertRefused(401, {}, "invalid API key", headers=headers)
+        # Another scheme than Bearer carries no key.
+        self.assertRefused(
+            401, {}, "missing API key", headers={"Authorization": f"Basic {self.key}"}
+        )
+        self.assertStillPending(jobs)
+
+    def test_body_key_wins_over_header_key(self):
+        jobs = self.enqueue(1)
+        self.assertRefused(
+            401,
+            {"api_key": "wrong"},
+            "invalid API key",
+            headers={"X-Api-Key": self.key},
+        )
+        self.assertStillPending(jobs)
+
+    def test_regenerated_key_revokes_the_old_one(self):
+        jobs = self.enqueue(1)
+        new_key = generate_api_key(self.env)
+        self.assertRefused(401, {"api_key": self.key}, "invalid API key")
+        self.assertStillPending(jobs)
+        response, _result = self.call(params={"api_key": new_key})
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(jobs.state, "done")
+
+
+@tagged("post_install", "-at_install")
+class TestApiParameters(ApiCase):
+    BAD_VALUES = (0, -1, 1.5, "abc", "1e3", "", True, False, None, [20], {"n": 20})
+
+    def test_bad_batch_size_is_refused(self):
+        jobs = self.enqueue(1)
+        for value in (*self.BAD_VALUES, 1001):
+            with self.subTest(batch_size=value):
+                result = self.assertRefused(
+                    400, {"api_key": self.key, "batch_size": value}, "batch_size"
+                )
+                self.assertIn("1000", result["message"])
+        self.assertStillPending(jobs)
+
+    def test_bad_max_seconds_is_refused(self):
+        jobs = self.enqueue(1)
+        for value in (*self.BAD_VALUES, 601):
+            with self.subTest(max_seconds=value):
+                result = self.assertRefused(
+                    400, {"api_key": self.key, "max_seconds": value}, "max_seconds"
+                )
+                self.assertIn("600", result["message"])
+        self.assertStillPending(jobs)
+
+    def test_bounds_are_accepted(self):
+        self.enqueue(2)
+        _response, result = self.call(
+            params={"api_key": self.key, "batch_size": 1, "max_seconds": 600}
+        )
+        self.assertEqual(result["processed"], 1, result)
+        _response, result = self.call(
+            params={"api_key": self.key, "batch_size": 1000, "max_seconds": 1}
+        )
+        self.assertEqual(result["processed"], 1, result)
+
+    def test_max_seconds_above_http_time_limit_is_refused(self):
+        jobs = self.enqueue(1)
+        # limit_time_real 60 s leaves 48 s to a run (runner_settings.limit_cap).
+        with server_options(limit_time_real=60):
+            result = self.assertRefused(
+                400, {"api_key": self.key, "max_seconds": 49}, "max_seconds"
+            )
+            self.assertIn("limit_time_real", result["message"])
+            self.assertStillPending(jobs)
+            # The configured default (50 s) is lowered to the cap, not refused.
+            response, result = self.call(params={"api_key": self.key})
+            self.assertEqual(response.status_code, 200, result)
+            self.assertEqual(jobs.state, "done")
+
+    def test_unknown_parameter_is_refused(self):
+        jobs = self.enqueue(1)
+        self.assertRefused(
+            400,
+            {"api_key": self.key, "batchsize": 5},
+            "unknown parameter(s): batchsize",
+        )
+        self.assertStillPending(jobs)
+
+
+@tagged("post_install", "-at_install")
+class TestApiRequestShape(ApiCase):
+    def test_malformed_json_is_refused(self):
+        jobs = self.enqueue(1)
+        self.assertRefused(400, body='{"jsonrpc": "2.0", "params": {', message="JSON")
+        self.assertStillPending(jobs)
+
+    def test_body_that_is_not_an_object_is_refused(self):
+        jobs = self.enqueue(1)
+        for body in ("[1, 2]", '"process"', "42", "null"):
+            self.assertRefused(400, body=body, message="JSON-RPC 2.0 request")
+        self.assertRefused(400, body="", message="empty body")
+        self.assertStillPending(jobs)
+
+    def test_wrong_jsonrpc_version_is_refused(self):
+        jobs = self.enqueue(1)
+        for envelope in (
+            {"jsonrpc": "1.0", "params": {"api_key": self.key}},
+            {"params": {"api_key": self.key}},
+            {"jsonrpc": 2.0, "params": {"api_key": self.key}},
+        ):
+            self.assertRefused(400, body=json.dumps(envelope), message='"jsonrpc"')
+        self.assertStillPending(jobs)
+
+    def test_params_that_are_not_an_object_are_refused(self):
+        jobs = self.enqueue(1)
+        for params in ([self.key], self.key, None):
+            body = json.dumps({"jsonrpc": "2.0", "params": params})
+            self.assertRefused(400, body=body, message='"params" must be a JSON object')
+        self.assertStillPending(jobs)
+
+    def test_get_is_refused(self):
+        jobs = self.enqueue(1)
+        result = self.assertRefused(405, method="GET", body="", message="POST")
+        self.assertEqual(result["code"], 405)
+        response, _result = self.call(method="GET", body="")
+        self.assertEqual(response.headers.get("Allow"), "POST")
+        self.assertStillPending(jobs)
+
+    def test_huge_body_is_refused(self):
+        jobs = self.enqueue(1)
+        padding = "x" * api_main.MAX_BODY_BYTES
+        body = json.dumps({"jsonrpc": "2.0", "params": {"api_key": padding}})
+        self.assertRefused(413, body=body, message="larger than")
+        self.assertStillPending(jobs)
+
+    def test_body_without_length_is_refused(self):
+        """A chunked body has no Content-Length: it is refused, not read."""
+        jobs = self.enqueue(1)
+        chunk = b"x" * 8192
+
+        def chunks():
+            yield b'{"jsonrpc": "2.0", "params": {"api_key": "'
+            for _i in range(api_main.MAX_BODY_BYTES // len(chunk) + 2):
+                yield chunk
+            yield b'"}}'
+
+        self.assertRefused(411, body=chunks(), message="Content-Length")
+        self.assertStillPending(jobs)
+
+
+@tagged("post_install", "-at_install")
+class TestApiDatabase(ApiCase):
+    def test_db_param_naming_this_database_is_accepted(self):
+        jobs = self.enqueue(1)
+        response, result = self.call(
+            params={"api_key": self.key, "db": self.env.cr.dbname}
+        )
+        self.assertEqual(response.status_code, 200, result)
+        self.assertEqual(jobs.state, "done")
+
+    def test_unknown_database_is_refused(self):
+        jobs = self.enqueue(1)
+        for db in ("dqj_no_such_database", 42, ""):
+            self.assertRefused(400, {"api_key": self.key, "db": db}, "unknown database")
+        self.assertStillPending(jobs)
+
+    def test_several_databases_need_the_db_param(self):
+        here = self.env.cr.dbname
+        # With --database and no --db-filter, Odoo lists only the given database.
+        with server_options(dbfilter=".*"):
+            others = [db for db in list_dbs(True) if db != here]
+        if not others:
+            self.skipTest("needs a second database on the PostgreSQL server")
+        served = sorted([here, others[0]])
+        jobs = self.enqueue(1)
+        alternatives = "|".join(re.escape(db) for db in served)
+        dbfilter = f"^({alternatives})$"
+        with server_options(dbfilter=dbfilter):
+            # Odoo itself needs to know the database to reach an addon's route when
+            # several are served: the session cookie (here) or server_wide_modules.
+            self.authenticate(None, None)
+            self.assertRefused(
+                400, {"api_key": self.key}, "several databases are served to this host"
+            )
+            self.assertStillPending(jobs)
+            response, result = self.call(params={"api_key": self.key, "db": here})
+            self.assertEqual(response.status_code, 200, result)
+        self.assertEqual(jobs.state, "done")
+
+
+@tagged("post_install", "-at_install")
+class TestApiDamping(ApiCase):
+    def fail_key(self, times, headers=None):
+        for _i in range(times):
+            self.assertRefused(
+                401, {"api_key": "guess"}, "invalid API key", headers=headers
+            )
+
+    def test_repeated_wrong_keys_block_the_address(self):
+        jobs = self.enqueue(1)
+        with self.assertLogs(API_LOGGER, "WARNING") as logs:
+            self.fail_key(failed_keys.limit)
+        self.assertIn("address blocked", logs.output[-1])
+        # Blocked: even the right key is refused, without being checked.
+        result = self.assertRefused(429, {"api_key": self.key}, "too many invalid")
+        self.assertIn("try again in", result["message"])
+        response, _result = self.call(params={"api_key": self.key})
+        self.assertGreater(int(response.headers["Retry-After"]), 0)
+        self.assertStillPending(jobs)
+
+    def test_right_key_clears_earlier_failures(self):
+        self.fail_key(failed_keys.limit - 1)
+        response, _result = self.call(params={"api_key": self.key})
+        self.assertEqual(response.status_code, 200)
+        self.fail_key(failed_keys.limit - 1)
+        response, _result = self.call(params={"api_key": self.key})
+        self.assertEqual(response.status_code, 200)
+
+    def test_right_key_from_another_address_is_unaffected(self):
+        jobs = self.enqueue(1)
+        # Behind a reverse proxy (proxy_mode) the caller's address is X-Forwarded-For.
+        attacker = {
+            "X-Forwarded-Host": "odoo.example.com",
+            "X-Forwarded-For": "203.0.113.7",
+        }
+        scheduler = {**attacker, "X-Forwarded-For": "198.51.100.9"}
+        with server_options(proxy_mode=True):
+            self.fail_key(failed_keys.limit, headers=attacker)
+            self.assertRefused(429, {"api_key": self.key}, headers=attacker)
+            self.assertStillPending(jobs)
+            response, result = self.call(
+                params={"api_key": self.key}, headers=scheduler
+            )
+            self.assertEqual(response.status_code, 200, result)
+        self.assertEqual(jobs.state, "done")
+
+
+@tagged("post_install", "-at_install")
+class TestApiStats(ApiCase):
+    def test_stats_report_the_queue_and_process_nothing(self):
+        jobs = self.enqueue(3)
+        # The oldest job became due an hour ago.
+        self.env.cr.execute(
+            "UPDATE queue_job SET date_created = (now() AT TIME ZONE 'UTC') "
+            "- interval '1 hour' WHERE id = %s",
+            (jobs[0].id,),
+        )
+        failed = self.enqueue(1)
+        failed.write({"state": "failed", "date_started": failed.date_created})
+        response, result = self.call(route=STATS, params={"api_key": self.key})
+        self.assertEqual(response.status_code, 200, result)
+        self.assertEqual(result["status"], "success")
+        self.assertEqual(result["counts"]["pending"], 3)
+        self.assertEqual(result["counts"]["failed"], 1)
+        self.assertEqual(result["pending_count"], 3)
+        self.assertGreaterEqual(result["oldest_pending_age"], 3599)
+        self.assertEqual(result["failed_last_hour"], 1)
+        self.assertRegex(result["timestamp"], TIMESTAMP)
+        self.assertStillPending(jobs)
+
+    def test_stats_report_the_last_run(self):
+        self.enqueue(2)
+        self.call(params={"api_key": self.key, "batch_size": 1})
+        _response, result = self.call(route=STATS, params={"api_key": self.key})
+        last_run = result["last_run"]
+        self.assertEqual(last_run["source"], "api")
+        self.assertEqual((last_run["processed"], last_run["pending_count"]), (1, 1))
+        self.assertEqual(last_run["stopped_by"], "batch_size")
+        self.assertRegex(last_run["date_start"], TIMESTAMP)
+
+    def test_empty_queue_has_no_oldest_age(self):
+        _response, result = self.call(route=STATS, params={"api_key": self.key})
+        self.assertEqual(result["pending_count"], 0)
+        self.assertIsNone(result["oldest_pending_age"])
+
+    def test_stats_need_the_key(self):
+        response, result = self.call(route=STATS, params={"api_key": "wrong"})
+        self.assertEqual((response.status_code, result["code"]), (401, 401))
+        self.assertNotIn("counts", result)
+        response, result = self.call(
+            route=STATS, params={"api_key": self.key, "batch_size": 5}
+        )
+        self.assertEqual(response.status_code, 400, "stats take no runner parameters")
