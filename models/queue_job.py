@@ -130,7 +130,12 @@ class QueueJob(models.Model):
         # One query for every column Job reads (Serialized fields are not prefetched
         # with the others by default: 'dependencies' would cost a second query).
         self.fetch(LOAD_FIELDS)
-        job = Job._load_from_db_record(self)
+        try:
+            job = Job._load_from_db_record(self)
+        except Exception as err:  # noqa: BLE001
+            # Its model or method is gone (an addon was uninstalled, a method
+            # renamed): this job fails alone instead of stopping every run at it.
+            return self._unloadable_job_failed(err, commit)
         has_dependents = bool(self.dependencies.get("reverse_depends_on"))
         job.set_started()
         outcome = DONE
@@ -166,6 +171,22 @@ class QueueJob(models.Model):
         if commit:
             self.env.cr.commit()  # pylint: disable=invalid-commit
         return outcome
+
+    def _unloadable_job_failed(self, err, commit):
+        exc_info = traceback.format_exc()
+        _logger.error("job %s cannot be loaded:\n%s", self.uuid, exc_info)
+        self.write(
+            {
+                "state": FAILED,
+                "exc_name": f"{err.__class__.__module__}.{err.__class__.__name__}",
+                "exc_message": str(err),
+                "exc_info": exc_info,
+            }
+        )
+        self.env.flush_all()
+        if commit:
+            self.env.cr.commit()  # pylint: disable=invalid-commit
+        return FAILED
 
     def _job_failed(self, job, err):
         exc_info = traceback.format_exc()

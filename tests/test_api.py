@@ -12,7 +12,7 @@ import re
 
 from odoo.service.db import list_dbs
 from odoo.tests import HttpCase, new_test_user, tagged
-from odoo.tools import config
+from odoo.tools import config, mute_logger
 
 from odoo.addons.deltatech_queue_job.controllers import main as api_main
 from odoo.addons.deltatech_queue_job.controllers.throttle import failed_keys
@@ -142,17 +142,26 @@ class TestApiProcess(ApiCase):
         self.assertEqual(log.create_uid, user.id, "the job ran as its own user")
 
     def test_unexpected_failure_answers_500_without_traceback(self):
-        """A job whose method is gone (its addon was uninstalled) breaks the run: the
-        caller gets a bare 500, the traceback goes to the server log only."""
+        """The runner itself breaks (here: the queue's table lost a column the
+        acquisition needs): the caller gets a bare 500, the traceback goes to the
+        server log only, and nothing is processed."""
         job = self.enqueue(1)
-        self.env.cr.execute(
-            "UPDATE queue_job SET method_name = 'dqj_method_removed' WHERE id = %s",
-            (job.id,),
-        )
-        with self.assertLogs(API_LOGGER, "ERROR") as logs:
-            result = self.assertRefused(500, {"api_key": self.key}, "internal error")
+        self.env.cr.execute("ALTER TABLE queue_job RENAME COLUMN eta TO dqj_eta_gone")
+        try:
+            with (
+                self.assertLogs(API_LOGGER, "ERROR") as logs,
+                mute_logger("odoo.sql_db"),
+            ):
+                result = self.assertRefused(
+                    500, {"api_key": self.key}, "internal error"
+                )
+        finally:
+            self.env.cr.execute(
+                "ALTER TABLE queue_job RENAME COLUMN dqj_eta_gone TO eta"
+            )
         self.assertEqual(result["message"], "internal error, see the server log")
-        self.assertIn("dqj_method_removed", "\n".join(logs.output))
+        self.assertIn("eta", "\n".join(logs.output))
+        job.invalidate_recordset()
         self.assertEqual(job.state, "pending")
 
     def test_json_rpc_id_is_echoed(self):

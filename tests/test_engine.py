@@ -46,6 +46,21 @@ class TestOutcomes(QueueJobCase):
         partner.invalidate_recordset()
         self.assertEqual(partner.name, "before")
 
+    @mute_logger(JOB_LOGGER)
+    def test_job_whose_method_is_gone_fails_alone(self):
+        gone = self.enqueue(1, priority=1)
+        self.env.cr.execute(
+            "UPDATE queue_job SET method_name = 'dqj_method_removed' WHERE id = %s",
+            [gone.id],
+        )
+        gone.invalidate_recordset()
+        other = self.enqueue(1, priority=2)
+        stats = self.run_runner()
+        self.assertEqual((stats.processed, stats.done, stats.failed), (2, 1, 1))
+        self.assertEqual(gone.state, "failed")
+        self.assertIn("dqj_method_removed", gone.exc_info)
+        self.assertEqual(other.state, "done")
+
     @mute_logger(JOB_LOGGER, "odoo.sql_db")
     def test_lock_not_available_requeues_the_job(self):
         """A PostgreSQL concurrency error is no failure: back to pending, later."""
