@@ -4,7 +4,7 @@ import logging
 import traceback
 from datetime import timedelta
 
-from psycopg2 import OperationalError
+from psycopg2 import OperationalError, errorcodes
 
 from odoo import api, fields, models
 from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
@@ -22,6 +22,7 @@ _logger = logging.getLogger(__name__)
 
 # Seconds before a job that hit a PostgreSQL concurrency error is tried again.
 PG_RETRY = 5
+QUERY_CANCELED = errorcodes.QUERY_CANCELED  # statement_timeout
 
 # What Job._load_from_db_record() reads, fetched in one query.
 LOAD_FIELDS = [
@@ -77,6 +78,7 @@ class QueueJob(models.Model):
     def _acquire(self, job_id=None, commit=True, capacities=None):
         if capacities is None:
             capacities = read_settings(self.env).channel_capacities
+        self.env.flush_all()  # the SQL below must see the caller's pending writes
         return self.browse(
             job_locks.lock_job(self.env.cr, job_id, commit, capacities) or []
         )
@@ -151,15 +153,24 @@ class QueueJob(models.Model):
             job.set_pending(reset_retry=False)
             outcome = POSTPONED
         except OperationalError as err:
-            if err.pgcode not in PG_CONCURRENCY_ERRORS_TO_RETRY:
-                outcome = self._job_failed(job, err)
-            else:
+            if err.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY:
                 # Serialization failure, deadlock, lock not available: the job did
-                # nothing wrong, its savepoint is rolled back; run it again shortly.
+                # nothing wrong, its savepoint is rolled back; run it again shortly,
+                # without using one of its retries.
                 job.postpone(result=str(err.pgerror or err), seconds=PG_RETRY)
                 job.set_pending(reset_retry=False)
                 job.retry = max(job.retry - 1, 0)
                 outcome = POSTPONED
+            elif err.pgcode == QUERY_CANCELED and (
+                not job.max_retries or job.retry < job.max_retries
+            ):
+                # statement_timeout: maybe a slow moment of the database; try again
+                # later, using a retry, so that a job that always times out fails.
+                job.postpone(result=str(err.pgerror or err), seconds=PG_RETRY)
+                job.set_pending(reset_retry=False)
+                outcome = POSTPONED
+            else:
+                outcome = self._job_failed(job, err)
         except (FailedJobError, Exception) as err:  # noqa: BLE001
             outcome = self._job_failed(job, err)
         self._store_run(job, outcome)

@@ -82,6 +82,22 @@ class TestOutcomes(QueueJobCase):
         self.assertIn("lock", job.result)
 
     @mute_logger(JOB_LOGGER, "odoo.sql_db")
+    def test_statement_timeout_requeues_the_job_using_a_retry(self):
+        code = "env.cr.execute(\"SET LOCAL statement_timeout = '50ms'\")\n"
+        code += "env.cr.execute('SELECT pg_sleep(1)')"
+        job = self.enqueue_code(code, max_retries=2)
+        stats = self.run_runner()
+        self.assertEqual((stats.postponed, stats.failed), (1, 0))
+        self.assertEqual((job.state, job.retry), ("pending", 1))
+        self.assertIn("statement timeout", job.result)
+        self.env.cr.execute("SHOW statement_timeout")
+        self.assertEqual(self.env.cr.fetchone()[0], "0", "the SET LOCAL was undone")
+        job.write({"eta": False})
+        stats = self.run_runner()
+        self.assertEqual(stats.failed, 1, "retries exhausted: failed")
+        self.assertEqual(job.state, "failed")
+
+    @mute_logger(JOB_LOGGER, "odoo.sql_db")
     def test_serialization_failure_requeues_the_job(self):
         """REPEATABLE READ: a row changed and committed by another transaction after
         this one's snapshot cannot be updated: the job is requeued, not failed."""
