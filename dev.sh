@@ -7,6 +7,7 @@
 #                    install/upgrade/uninstall check and the addon's whole Odoo test suite
 #   ./dev.sh lint    lint + static checks only (needs no Odoo)
 #   ./dev.sh bench   benchmark against OCA's queue_job_cron_jobrunner (bench/bench.py)
+#   ./dev.sh shell   an Odoo shell on the serve database
 #
 # Environment knobs: DQJ_DB (serve database, default deltatech_queue_job),
 # DQJ_HTTP_PORT (serve port, default 8069), DQJ_TEST_TAGS (default /deltatech_queue_job),
@@ -351,10 +352,18 @@ cmd_bench() {
         --addons-path "$(addons_path)" --data-dir "$DATA_DIR" "$@")
 }
 
+cmd_shell() {
+    install_requirements
+    require_odoo
+    start_postgres
+    odoo_exec shell -d "${DQJ_DB:-$ADDON}" --no-http "$@"
+}
+
 case "${1:-}" in
     serve) shift; cmd_serve "$@" ;;
     test) shift; cmd_test "$@" ;;
     lint) shift; install_requirements; cmd_lint ;;
     bench) shift; cmd_bench "$@" ;;
-    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    shell) shift; cmd_shell "$@" ;;
+    *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
