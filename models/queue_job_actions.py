@@ -49,16 +49,11 @@ def _run_in_background(dbname, commit, max_seconds):
             stats = env["queue.job"]._job_runner(
                 max_seconds=max_seconds, commit=commit, source="thread"
             )
+        # The runner logs what it processed; this says the thread is over.
         _logger.info(
-            "background queue runner on %s: %s processed (%s done, %s failed, "
-            "%s postponed), %s pending, %.2fs, stopped by %s",
+            "background queue runner on %s finished: %s processed, stopped by %s",
             dbname,
             stats.processed,
-            stats.done,
-            stats.failed,
-            stats.postponed,
-            stats.pending_count,
-            stats.time_elapsed,
             stats.stopped_by,
         )
     except Exception:
