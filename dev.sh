@@ -200,11 +200,11 @@ log_problems() {
 cmd_lint() {
     local rc=0
     say "ruff check"
-    ruff check "$HERE" || rc=1
+    "$PY" -m ruff check "$HERE" || rc=1
     say "ruff format --check"
-    ruff format --check "$HERE" || rc=1
+    "$PY" -m ruff format --check "$HERE" || rc=1
     say "pylint-odoo"
-    (cd "$HERE" && pylint --rcfile="$HERE/.pylintrc" --load-plugins=pylint_odoo \
+    (cd "$HERE" && "$PY" -m pylint --rcfile="$HERE/.pylintrc" --load-plugins=pylint_odoo \
         $(git -C "$HERE" ls-files '*.py' ':!tools' ':!bench' ':!stress')) || rc=1
     say "static checks (manifest, XML, CSV, Python compile, README up to date)"
     "$PY" "$HERE/tools/check_static.py" "$HERE" || rc=1
