@@ -8,6 +8,7 @@
 #   ./dev.sh lint    lint + static checks only (needs no Odoo)
 #   ./dev.sh bench   benchmark against OCA's queue_job_cron_jobrunner (bench/bench.py)
 #   ./dev.sh shell   an Odoo shell on the serve database
+#   ./dev.sh clean   drop this checkout's template database and .build/
 #
 # Environment knobs: DQJ_DB (serve database, default deltatech_queue_job),
 # DQJ_HTTP_PORT (serve port, default 8069), DQJ_TEST_TAGS (default /deltatech_queue_job),
@@ -165,6 +166,7 @@ print(hashlib.sha1(" ".join(parts).encode()).hexdigest()[:10])
 EOF
 )
     local name="dqj_template_$key"
+    if [ "${1:-}" = --name ]; then echo "$name"; return 0; fi
     if ! db_exists "$name"; then
         say "building template database $name (queue_job, test_queue_job)"
         mkdir -p "$LOG_DIR"
@@ -352,6 +354,18 @@ cmd_bench() {
         --addons-path "$(addons_path)" --data-dir "$DATA_DIR" "$@")
 }
 
+cmd_clean() {
+    # Drop the databases this checkout created (its template included) and .build/.
+    require_odoo
+    start_postgres
+    local db
+    for db in "$(template_db --name)" dqj_bench_ours dqj_bench_cron_jobrunner; do
+        drop_db "$db"
+    done
+    rm -rf "$BUILD"
+    say "removed this checkout's template database and .build/"
+}
+
 cmd_shell() {
     install_requirements
     require_odoo
@@ -365,5 +379,6 @@ case "${1:-}" in
     lint) shift; install_requirements; cmd_lint ;;
     bench) shift; cmd_bench "$@" ;;
     shell) shift; cmd_shell "$@" ;;
-    *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    clean) shift; cmd_clean ;;
+    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
