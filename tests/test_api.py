@@ -327,6 +327,14 @@ class TestApiRequestShape(ApiCase):
         self.assertRefused(400, body='{"jsonrpc": "2.0", "params": {', message="JSON")
         self.assertStillPending(jobs)
 
+    def test_json_nested_too_deep_is_malformed_not_a_crash(self):
+        jobs = self.enqueue(1)
+        nested = "[" * 20000 + "]" * 20000
+        self.assertRefused(
+            400, body=f'{{"jsonrpc": "2.0", "params": {nested}}}', message="JSON"
+        )
+        self.assertStillPending(jobs)
+
     def test_body_that_is_not_an_object_is_refused(self):
         jobs = self.enqueue(1)
         for body in ("[1, 2]", '"process"', "42", "null"):
