@@ -263,7 +263,10 @@ class TestApiKey(ApiCase):
 
 @tagged("post_install", "-at_install")
 class TestApiParameters(ApiCase):
-    BAD_VALUES = (0, -1, 1.5, "abc", "1e3", "", True, False, None, [20], {"n": 20})
+    BAD_VALUES = (
+        *(0, -1, 1.5, "abc", "1e3", "", True, False, None, [20], {"n": 20}),
+        *("२०", "²"),  # digits, but not ASCII ones
+    )
 
     def test_bad_batch_size_is_refused(self):
         jobs = self.enqueue(1)
