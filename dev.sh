@@ -6,7 +6,9 @@
 #   ./dev.sh test    lint + static checks, then (when Odoo 18 is importable) the
 #                    install/upgrade/uninstall check and the addon's whole Odoo test suite
 #   ./dev.sh lint    lint + static checks only (needs no Odoo)
-#   ./dev.sh bench   benchmark against OCA's queue_job_cron_jobrunner (bench/bench.py)
+#   ./dev.sh bench   benchmark against OCA's queue_job_cron_jobrunner (bench/bench.py,
+#                    then bench/bench_server.py on running servers)
+#   ./dev.sh stress [--short]  stress and chaos suite against a running server (stress/)
 #
 # Environment knobs: DQJ_DB (serve database, default deltatech_queue_job),
 # DQJ_HTTP_PORT (serve port, default 8069), DQJ_TEST_TAGS (default /deltatech_queue_job),
@@ -303,7 +305,30 @@ cmd_test() {
         lifecycle_check "$template" || rc=1
     fi
     run_suite "$template" || rc=1
+    # Every scenario of the stress suite, with fewer jobs, against a real server.
+    if [ -z "${DQJ_SKIP_STRESS:-}" ]; then
+        cmd_stress_run "$template" --short || rc=1
+    fi
     return $rc
+}
+
+cmd_stress_run() {
+    local template=$1 log="$LOG_DIR/stress.log" rc=0
+    shift
+    say "stress and chaos suite $* (log: .build/logs/stress.log, server: .build/logs/stress-server.log)"
+    (cd / && TZ=UTC timeout 3600 "$PY" "$HERE/stress/run.py" --template "$template" \
+        --addons-path "$(addons_path)" --data-dir "$DATA_DIR" --log-dir "$LOG_DIR" "$@") \
+        2>&1 | tee "$log" || rc=1
+    grep -q '^stress (.*): passed' "$log" || rc=1
+    return $rc
+}
+
+cmd_stress() {
+    install_requirements
+    require_odoo
+    start_postgres
+    mkdir -p "$LOG_DIR"
+    cmd_stress_run "$(template_db)" "$@"
 }
 
 cmd_serve() {
@@ -356,5 +381,6 @@ case "${1:-}" in
     test) shift; cmd_test "$@" ;;
     lint) shift; install_requirements; cmd_lint ;;
     bench) shift; cmd_bench "$@" ;;
-    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    stress) shift; cmd_stress "$@" ;;
+    *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
