@@ -365,15 +365,29 @@ cmd_bench() {
     require_odoo
     start_postgres
     mkdir -p "$LOG_DIR"
-    local template ours=dqj_bench_ours base=dqj_bench_cron_jobrunner
+    local template ours base
     template=$(template_db)
+    # Named after this checkout's template, so that two checkouts never share them.
+    ours="dqj_bench_ours_${template#dqj_template_}"
+    base="dqj_bench_cron_jobrunner_${template#dqj_template_}"
     clone_db "$template" "$ours"
     clone_db "$template" "$base"
     say "installing $ADDON in $ours and queue_job_cron_jobrunner in $base"
     odoo -d "$ours" -i $ADDON --stop-after-init --http-port=0 --log-level=warn
     odoo -d "$base" -i queue_job_cron_jobrunner --stop-after-init --http-port=0 --log-level=warn
-    (cd / && TZ=UTC "$PY" "$HERE/bench/bench.py" --ours "$ours" --baseline "$base" \
-        --addons-path "$(addons_path)" --data-dir "$DATA_DIR" "$@")
+    # --server-only: the end-to-end part only (its options follow).
+    local server_only=0
+    if [ "${1:-}" = --server-only ]; then server_only=1; shift; fi
+    if [ $server_only = 0 ]; then
+        (cd / && TZ=UTC "$PY" "$HERE/bench/bench.py" --ours "$ours" --baseline "$base" \
+            --addons-path "$(addons_path)" --data-dir "$DATA_DIR" "$@")
+        set --
+    fi
+    local rc=0
+    (cd / && TZ=UTC "$PY" "$HERE/bench/bench_server.py" --ours "$ours" --baseline "$base" \
+        --addons-path "$(addons_path)" --data-dir "$DATA_DIR" --log-dir "$LOG_DIR" "$@") || rc=1
+    if [ "${DQJ_KEEP_DB:-0}" != 1 ]; then drop_db "$ours"; drop_db "$base"; fi
+    return $rc
 }
 
 case "${1:-}" in
