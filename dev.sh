@@ -12,7 +12,8 @@
 #
 # Environment knobs: DQJ_DB (serve database, default deltatech_queue_job),
 # DQJ_HTTP_PORT (serve port, default 8069), DQJ_TEST_TAGS (default /deltatech_queue_job),
-# DQJ_KEEP_DB=1 (keep the throw-away test database).
+# DQJ_KEEP_DB=1 (keep the throw-away test database), DQJ_SKIP_STRESS=1 (test: skip the
+# short stress run).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -396,5 +397,5 @@ case "${1:-}" in
     lint) shift; install_requirements; cmd_lint ;;
     bench) shift; cmd_bench "$@" ;;
     stress) shift; cmd_stress "$@" ;;
-    *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

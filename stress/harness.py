@@ -8,7 +8,7 @@ import threading
 import time
 
 import requests
-from odoo_server import Failure, check, wait_for
+from odoo_server import Failure, check, hash_api_key, wait_for
 
 # The side effects of the stress jobs: one row per successful run, keyed by the job's
 # uuid, so a second run of a job cannot commit (it fails on the primary key instead).
@@ -39,8 +39,6 @@ class Stress:
     def prepare(db, addons_path):
         """Settings and tables, written before the server starts (it caches
         ``ir.config_parameter``). Returns the API key."""
-        from odoo_server import hash_api_key  # noqa: PLC0415
-
         key = secrets.token_urlsafe(32)
         params = {
             "deltatech_queue_job.api_key_hash": hash_api_key(addons_path, key),

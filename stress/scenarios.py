@@ -55,8 +55,7 @@ def exactly_once(st):
     ) + sum(1 for count in effects.values() if count > 1)
     lost = n - states["done"] - states["failed"]
     runs = st.runs_since(since)
-    by_source = {source: runs.get(source, (0, 0))[0] for source in ("api", "cron")}
-    by_source["thread"] = runs.get("thread", (0, 0))[0]
+    by_source = {s: runs.get(s, (0, 0))[0] for s in ("api", "cron", "thread")}
     summary = (
         f"exactly-once: {n} jobs, duplicates {duplicates}, lost {lost}, "
         f"failed {states['failed']}, pending {states['pending']}, effects "
