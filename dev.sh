@@ -6,13 +6,16 @@
 #   ./dev.sh test    lint + static checks, then (when Odoo 18 is importable) the
 #                    install/upgrade/uninstall check and the addon's whole Odoo test suite
 #   ./dev.sh lint    lint + static checks only (needs no Odoo)
-#   ./dev.sh bench   benchmark against OCA's queue_job_cron_jobrunner (bench/bench.py)
+#   ./dev.sh bench   benchmark against OCA's queue_job_cron_jobrunner (bench/bench.py,
+#                    then bench/bench_server.py on running servers)
+#   ./dev.sh stress [--short]  stress and chaos suite against a running server (stress/)
 #   ./dev.sh shell   an Odoo shell on the serve database
 #   ./dev.sh clean   drop this checkout's template database and .build/
 #
 # Environment knobs: DQJ_DB (serve database, default deltatech_queue_job),
 # DQJ_HTTP_PORT (serve port, default 8069), DQJ_TEST_TAGS (default /deltatech_queue_job),
-# DQJ_KEEP_DB=1 (keep the throw-away test database).
+# DQJ_KEEP_DB=1 (keep the throw-away test database), DQJ_SKIP_STRESS=1 (test: skip the
+# short stress run).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -306,7 +309,30 @@ cmd_test() {
         lifecycle_check "$template" || rc=1
     fi
     run_suite "$template" || rc=1
+    # Every scenario of the stress suite, with fewer jobs, against a real server.
+    if [ -z "${DQJ_SKIP_STRESS:-}" ]; then
+        cmd_stress_run "$template" --short || rc=1
+    fi
     return $rc
+}
+
+cmd_stress_run() {
+    local template=$1 log="$LOG_DIR/stress.log" rc=0
+    shift
+    say "stress and chaos suite $* (log: .build/logs/stress.log, server: .build/logs/stress-server.log)"
+    (cd / && TZ=UTC timeout 3600 "$PY" "$HERE/stress/run.py" --template "$template" \
+        --addons-path "$(addons_path)" --data-dir "$DATA_DIR" --log-dir "$LOG_DIR" "$@") \
+        2>&1 | tee "$log" || rc=1
+    grep -q '^stress (.*): passed' "$log" || rc=1
+    return $rc
+}
+
+cmd_stress() {
+    install_requirements
+    require_odoo
+    start_postgres
+    mkdir -p "$LOG_DIR"
+    cmd_stress_run "$(template_db)" "$@"
 }
 
 cmd_serve() {
@@ -343,25 +369,40 @@ cmd_bench() {
     require_odoo
     start_postgres
     mkdir -p "$LOG_DIR"
-    local template ours=dqj_bench_ours base=dqj_bench_cron_jobrunner
+    local template ours base
     template=$(template_db)
+    # Named after this checkout's template, so that two checkouts never share them.
+    ours="dqj_bench_ours_${template#dqj_template_}"
+    base="dqj_bench_cron_jobrunner_${template#dqj_template_}"
     clone_db "$template" "$ours"
     clone_db "$template" "$base"
     say "installing $ADDON in $ours and queue_job_cron_jobrunner in $base"
     odoo -d "$ours" -i $ADDON --stop-after-init --http-port=0 --log-level=warn
     odoo -d "$base" -i queue_job_cron_jobrunner --stop-after-init --http-port=0 --log-level=warn
-    (cd / && TZ=UTC "$PY" "$HERE/bench/bench.py" --ours "$ours" --baseline "$base" \
-        --addons-path "$(addons_path)" --data-dir "$DATA_DIR" "$@")
+    # --server-only: the end-to-end part only (its options follow).
+    local server_only=0
+    if [ "${1:-}" = --server-only ]; then server_only=1; shift; fi
+    if [ $server_only = 0 ]; then
+        (cd / && TZ=UTC "$PY" "$HERE/bench/bench.py" --ours "$ours" --baseline "$base" \
+            --addons-path "$(addons_path)" --data-dir "$DATA_DIR" "$@")
+        set --
+    fi
+    local rc=0
+    (cd / && TZ=UTC "$PY" "$HERE/bench/bench_server.py" --ours "$ours" --baseline "$base" \
+        --addons-path "$(addons_path)" --data-dir "$DATA_DIR" --log-dir "$LOG_DIR" "$@") || rc=1
+    if [ "${DQJ_KEEP_DB:-0}" != 1 ]; then drop_db "$ours"; drop_db "$base"; fi
+    return $rc
 }
 
 cmd_clean() {
     # Drop the databases this checkout created (its template included) and .build/.
     require_odoo
     start_postgres
-    local db
-    for db in "$(template_db --name)" dqj_bench_ours dqj_bench_cron_jobrunner; do
-        drop_db "$db"
-    done
+    local template
+    template=$(template_db --name)
+    drop_db "$template"
+    drop_db "dqj_bench_ours_${template#dqj_template_}"
+    drop_db "dqj_bench_cron_jobrunner_${template#dqj_template_}"
     rm -rf "$BUILD"
     say "removed this checkout's template database and .build/"
 }
@@ -378,7 +419,8 @@ case "${1:-}" in
     test) shift; cmd_test "$@" ;;
     lint) shift; install_requirements; cmd_lint ;;
     bench) shift; cmd_bench "$@" ;;
+    stress) shift; cmd_stress "$@" ;;
     shell) shift; cmd_shell "$@" ;;
     clean) shift; cmd_clean ;;
-    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -165,7 +165,9 @@ class QueueApiController(http.Controller):
             )
         try:
             envelope = json.loads(raw)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
+            # RecursionError: arrays or objects nested thousands deep (a 40 kB body
+            # does it), which the decoder refuses by exceeding the recursion limit.
             raise ApiError(400, "malformed JSON body") from err
         if not isinstance(envelope, dict):
             raise ApiError(400, "the body must be a JSON-RPC 2.0 request object")

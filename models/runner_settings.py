@@ -62,7 +62,9 @@ def check_int(name, value):
         value = int(value)
     if isinstance(value, str):
         text = value.strip()
-        if not text.lstrip("-").isdigit() or len(text) > 12:
+        # isdigit() alone also accepts other scripts' digits ("३", read as 3) and
+        # superscripts ("²", which int() then refuses with a plain ValueError).
+        if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 12:
             raise SettingsError(
                 name, f"{name} must be an integer between {low} and {high}"
             )

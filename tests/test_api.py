@@ -263,7 +263,10 @@ class TestApiKey(ApiCase):
 
 @tagged("post_install", "-at_install")
 class TestApiParameters(ApiCase):
-    BAD_VALUES = (0, -1, 1.5, "abc", "1e3", "", True, False, None, [20], {"n": 20})
+    BAD_VALUES = (
+        *(0, -1, 1.5, "abc", "1e3", "", True, False, None, [20], {"n": 20}),
+        *("२०", "²"),  # digits, but not ASCII ones
+    )
 
     def test_bad_batch_size_is_refused(self):
         jobs = self.enqueue(1)
@@ -325,6 +328,14 @@ class TestApiRequestShape(ApiCase):
     def test_malformed_json_is_refused(self):
         jobs = self.enqueue(1)
         self.assertRefused(400, body='{"jsonrpc": "2.0", "params": {', message="JSON")
+        self.assertStillPending(jobs)
+
+    def test_json_nested_too_deep_is_malformed_not_a_crash(self):
+        jobs = self.enqueue(1)
+        nested = "[" * 20000 + "]" * 20000
+        self.assertRefused(
+            400, body=f'{{"jsonrpc": "2.0", "params": {nested}}}', message="JSON"
+        )
         self.assertStillPending(jobs)
 
     def test_body_that_is_not_an_object_is_refused(self):

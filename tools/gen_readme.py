@@ -18,6 +18,7 @@ SECTIONS = [
     ("API.rst", "External API"),
     ("DESIGN.rst", "How it works"),
     ("BENCHMARK.rst", "Benchmark"),
+    ("STRESS.rst", "Stress and chaos suite"),
     ("DEVELOP.rst", "Development"),
     ("ROADMAP.rst", "Known issues / Roadmap"),
     ("CONTRIBUTORS.rst", "Contributors"),

@@ -1,0 +1,281 @@
+"""Scenario 5: malformed and hostile requests to the queue API.
+
+Each request must get a clear error (the HTTP status equals the body's ``code``, a
+``message``, no traceback) and leave the queue untouched (same pending jobs, nothing
+processed, no runner execution recorded).
+"""
+
+import contextlib
+import json
+import select
+import socket
+import time
+
+import requests
+from odoo_server import check, enqueue, job_group
+
+PROCESS = "/api/v1/queue/process"
+STATS = "/api/v1/queue/stats"
+JSON = {"Content-Type": "application/json"}
+SQL_LIKE = "1; DROP TABLE queue_job; --' OR '1'='1"
+
+# Wrong keys count towards the brute-force damping (10 per address and worker within
+# 5 minutes blocks the address): the battery sends fewer than that from 127.0.0.1, so
+# the other scenarios' calls are never blocked; the damping itself is shown from
+# 127.0.0.2 (still the loopback interface, another caller address).
+COUNTED_KEY_FAILURES_MAX = 9
+
+
+def _body(params=None, **envelope):
+    return json.dumps({"jsonrpc": "2.0", "params": params or {}, **envelope}).encode()
+
+
+def _cases(key):
+    """(label, expected status, how to send, counts as a wrong key)."""
+    huge = "k" * 60_000
+    nested = b'{"jsonrpc": "2.0", "params": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    valid = {"api_key": key}
+    cases = [
+        # transport
+        ("GET", 405, ("GET", b"", {}), False),
+        ("DELETE", 405, ("DELETE", _body(valid), JSON), False),
+        ("no body", 400, ("POST", b"", JSON), False),
+        ("chunked body", 411, "chunked", False),
+        ("10 MB body", 413, "ten_mb", False),
+        ("Content-Length 10 MB, no body", 413, "lying_length", False),
+        ("form content type", 400, ("POST", _body(valid), _form()), False),
+        ("multipart content type", 400, "multipart", False),
+        # envelope
+        ("not JSON", 400, ("POST", b"hello", JSON), False),
+        ("invalid UTF-8", 400, ("POST", b'{"jsonrpc": "\xff\xfe"}', JSON), False),
+        ("JSON array", 400, ("POST", b"[]", JSON), False),
+        ("JSON string", 400, ("POST", b'"2.0"', JSON), False),
+        ("JSON nested 20000 deep", 400, ("POST", nested, JSON), False),
+        ("no jsonrpc member", 400, ("POST", b'{"params": {}}', JSON), False),
+        ("jsonrpc 1.0", 400, ("POST", _body(valid, jsonrpc="1.0"), JSON), False),
+        ("jsonrpc 2 (number)", 400, ("POST", _body(valid, jsonrpc=2), JSON), False),
+        ("params a list", 400, ("POST", b'{"jsonrpc": "2.0", "params": []}', JSON), 0),
+        ("params a string", 400, ("POST", _raw_params('"x"'), JSON), False),
+        ("unknown parameter", 400, _post({**valid, "batchsize": 5}), False),
+        ("unicode parameter", 400, _post({**valid, "bätch_sïze→": 5}), False),
+        ("id an object", 400, ("POST", _body(valid, jsonrpc="1", id={}), JSON), 0),
+        # keys
+        ("missing key", 401, _post({}), False),
+        ("empty key", 401, _post({"api_key": ""}), False),
+        ("null key", 401, _post({"api_key": None}), False),
+        ("Basic authorization", 401, _post({}, Authorization="Basic YWRtaW4="), 0),
+        ("wrong key", 401, _post({"api_key": "wrong"}), True),
+        ("blank key", 401, _post({"api_key": "   "}), True),
+        ("integer key", 401, _post({"api_key": 12345}), True),
+        ("list key", 401, _post({"api_key": [key]}), True),
+        ("60 kB key", 401, _post({"api_key": huge}), True),
+        ("unicode key", 401, _post({"api_key": "ключ🔑\u202e\x00"}), True),
+        ("SQL-looking key", 401, _post({"api_key": SQL_LIKE}), True),
+        ("wrong Bearer header", 401, _post({}, Authorization="Bearer nope"), True),
+        ("wrong X-Api-Key header", 401, _post({}, **{"X-Api-Key": "nope"}), True),
+    ]
+    # bounds (with the right key: the parameters are checked after it)
+    for name, bad in [
+        ("batch_size", 0),
+        ("batch_size", -1),
+        ("batch_size", 1001),
+        ("batch_size", 10**30),
+        ("batch_size", 1.5),
+        ("batch_size", "abc"),
+        ("batch_size", SQL_LIKE),
+        ("batch_size", True),
+        ("batch_size", None),
+        ("batch_size", []),
+        ("max_seconds", 0),
+        ("max_seconds", -5),
+        ("max_seconds", 10**9),
+        ("max_seconds", 97),  # above the HTTP cap: limit_time_real 120 s - 20 %
+        ("max_seconds", 2.5),
+        ("max_seconds", "३"),  # a Devanagari digit
+        ("batch_size", "²"),  # a superscript
+        ("max_seconds", {"$gt": 0}),
+        ("db", "nope"),
+        ("db", SQL_LIKE),
+        ("db", 1),
+    ]:
+        cases.append((f"{name} = {bad!r:.30}", 400, _post({**valid, name: bad}), 0))
+    for literal in ("NaN", "Infinity", "1e400"):
+        raw = _raw_params(f'{{"api_key": {json.dumps(key)}, "max_seconds": {literal}}}')
+        cases.append((f"max_seconds = {literal}", 400, ("POST", raw, JSON), False))
+    return cases
+
+
+def _post(params, **headers):
+    return ("POST", _body(params), {**JSON, **headers})
+
+
+def _raw_params(params):
+    return b'{"jsonrpc": "2.0", "params": ' + params.encode() + b"}"
+
+
+def _form():
+    return {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+# ---------------------------------------------------------------- sending
+def _send(server, how):
+    """Send one case; (status, body text, headers)."""
+    if isinstance(how, tuple):
+        method, data, headers = how
+        response = requests.request(
+            method, server.url + PROCESS, data=data, headers=headers, timeout=60
+        )
+        return response.status_code, response.text, response.headers
+    if how == "multipart":
+        response = requests.post(
+            server.url + PROCESS,
+            files={"file": ("x.json", b'{"jsonrpc": "2.0"}', "application/json")},
+            timeout=60,
+        )
+        return response.status_code, response.text, response.headers
+    head = f"POST {PROCESS} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+    head += "Content-Type: application/json\r\nConnection: close\r\n"
+    if how == "chunked":
+        chunk = _body()
+        body = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n0\r\n\r\n"
+        return _raw(server.port, head + "Transfer-Encoding: chunked\r\n\r\n", [body])
+    if how == "ten_mb":
+        size = 10 * 1024 * 1024
+        chunks = [b" " * 65536] * (size // 65536)
+        return _raw(server.port, head + f"Content-Length: {size}\r\n\r\n", chunks)
+    if how == "lying_length":
+        return _raw(
+            server.port, head + f"Content-Length: {10 * 1024 * 1024}\r\n\r\n", []
+        )
+    raise ValueError(how)
+
+
+def _raw(port, head, chunks, timeout=30):
+    """A request over a bare socket: stop sending as soon as the server answers
+    (a server that refuses a 10 MB body does not read it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head.encode())
+        sock.settimeout(5)
+        for chunk in chunks:
+            if select.select([sock], [], [], 0)[0]:
+                break
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                break
+        sock.settimeout(timeout)
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while True:
+                part = sock.recv(65536)
+                if not part:
+                    break
+                data += part
+    head_part, _sep, body = data.partition(b"\r\n\r\n")
+    lines = head_part.decode("latin-1").split("\r\n")
+    check(lines and lines[0].startswith("HTTP/"), f"no HTTP answer: {data[:200]!r}")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), body.decode(errors="replace"), headers
+
+
+def _judge(label, expected, status, text, headers):
+    """The answer is a clear error; returns its message."""
+    check(
+        status == expected, f"{label}: HTTP {status}, expected {expected}: {text[:300]}"
+    )
+    check("Traceback" not in text and 'File "' not in text, f"{label}: traceback shown")
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise AssertionError(f"{label}: the answer is not JSON: {text[:300]}") from None
+    result = body.get("result") or {}
+    check(body.get("jsonrpc") == "2.0", f"{label}: not a JSON-RPC answer: {body}")
+    check(result.get("code") == status, f"{label}: code {result.get('code')}")
+    check(result.get("status") == "error", f"{label}: status {result.get('status')}")
+    message = result.get("message")
+    check(isinstance(message, str) and len(message) >= 5, f"{label}: no message")
+    if status == 405:
+        check(headers.get("Allow") == "POST", f"{label}: no Allow header")
+    return message
+
+
+# ---------------------------------------------------------------- the scenario
+def _queue_snapshot(st, uuids):
+    return (
+        st.pending_ids(),
+        st.states(uuids)["done"],
+        st.db.scalar("SELECT count(*) FROM queue_job_run"),
+        st.db.scalar("SELECT count(*) FROM dqj_stress_effect"),
+    )
+
+
+class _From127002(requests.adapters.HTTPAdapter):
+    """Connections from 127.0.0.2: another caller, same loopback interface."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = ("127.0.0.2", 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _damping(st):
+    """Wrong keys from one address get it blocked (429), other addresses are not."""
+    session = requests.Session()
+    session.mount("http://", _From127002())
+    body = _body({"api_key": "wrong"})
+    # Each worker process keeps its own count: up to 10 per worker.
+    attempt = 0
+    for attempt in range(1, 10 * st.server.workers + 2):  # noqa: B007
+        response = session.post(
+            st.server.url + PROCESS, data=body, headers=JSON, timeout=60
+        )
+        if response.status_code == 429:
+            break
+        check(response.status_code == 401, f"wrong key: {response.status_code}")
+    else:
+        raise AssertionError("no address blocking after many wrong keys")
+    message = _judge(
+        "blocked address", 429, response.status_code, response.text, response.headers
+    )
+    check(response.headers.get("Retry-After", "").isdigit(), "no Retry-After header")
+    status, _result, _wall = st.server.api(STATS, {"api_key": st.key}, timeout=60)
+    check(status == 200, f"the right key from 127.0.0.1 was refused: {status}")
+    return attempt, message
+
+
+def bad_input(st):
+    """The battery: each hostile request refused clearly, the queue untouched."""
+    st.reset()
+    st.pause_runner_crons()  # only an accepted API call could process the jobs
+    uuids, _committed = enqueue(st.db, [job_group("battery", 5)])
+    uuids = uuids["battery"]
+    before = _queue_snapshot(st, uuids)
+    check(len(before[0]) == 5, f"expected 5 pending jobs: {before}")
+    start = time.monotonic()
+    cases = _cases(st.key)
+    counted = sum(1 for *_rest, counts in cases if counts)
+    check(counted <= COUNTED_KEY_FAILURES_MAX, f"{counted} wrong keys would block")
+    by_status = {}
+    slowest = 0.0
+    for label, expected, how, _counts in cases:
+        sent = time.monotonic()
+        status, text, headers = _send(st.server, how)
+        slowest = max(slowest, time.monotonic() - sent)
+        _judge(label, expected, status, text, headers)
+        after = _queue_snapshot(st, uuids)
+        check(after == before, f"{label}: the queue changed: {before} -> {after}")
+        by_status[status] = by_status.get(status, 0) + 1
+    attempts, _message = _damping(st)
+    check(_queue_snapshot(st, uuids) == before, "the damping test changed the queue")
+    # The queue was workable all along: the right request processes it.
+    result, _wall = st.process(batch_size=10, max_seconds=10)
+    st.resume_runner_crons()
+    elapsed = time.monotonic() - start
+    summary = (
+        f"bad input: {len(cases) + attempts} hostile requests "
+        f"({', '.join(f'{by_status[s]}x{s}' for s in sorted(by_status))}, "
+        f"{attempts - 1}x401 then 429 from 127.0.0.2), each a clear error, slowest "
+        f"{slowest:.2f} s, queue untouched after each; then the right request "
+        f"processed {result['processed']}/5, {elapsed:.1f} s"
+    )
+    check(result["done"] == 5, f"the queue was not workable: {summary}")
+    return summary

@@ -1,0 +1,134 @@
+"""Stress and chaos suite: the addon under load and faults, on a real server.
+
+Run it with ``./dev.sh stress [--short]``, or directly::
+
+    python3 stress/run.py --template DB --addons-path P --data-dir D --log-dir L
+
+It copies the template database, installs the addon, starts ``odoo`` with
+``--workers=2 --max-cron-threads=2`` on a free loopback port and drives it from
+outside (HTTP and PostgreSQL), one scenario after the other; each prints one summary
+line, or FAIL and why. The server is always stopped and the database dropped at the
+end. ``--short`` runs every scenario with fewer jobs (the CI run).
+"""
+
+import argparse
+import os
+import signal
+import sys
+import time
+import traceback
+
+from battery import bad_input
+from harness import Stress
+from odoo_server import Database, Failure, OdooServer
+from scenarios import (
+    budget_holds,
+    crash_mid_job,
+    exactly_once,
+    failing_neighbours,
+    slow_database,
+)
+
+SCENARIOS = [
+    ("exactly-once", exactly_once),
+    ("crash", crash_mid_job),
+    ("neighbours", failing_neighbours),
+    ("budget", budget_holds),
+    ("bad-input", bad_input),
+    ("slow-db", slow_database),
+]
+
+# Lines of the server log at ERROR or above that the scenarios cause on purpose.
+EXPECTED_ERRORS = (
+    " failed:",  # a job that raised (its traceback follows), see _job_failed
+    "timed out",  # a runner cron whose worker was killed three times in a row
+    # Odoo's cursor logs the statement a job's serialization failure, lock timeout
+    # or statement timeout interrupted (the engine re-queues the job).
+    "bad query: b'UPDATE dqj_stress_shared",
+)
+
+
+def unexpected_log_errors(path):
+    """ERROR/CRITICAL lines of the server log that no scenario asked for."""
+    if not os.path.exists(path):
+        return []
+    problems = []
+    with open(path, errors="replace") as log:
+        for line in log:
+            parts = line.split(" ", 5)
+            if len(parts) < 6 or parts[3] not in ("ERROR", "CRITICAL"):
+                continue
+            if parts[3] == "ERROR" and any(e in parts[5] for e in EXPECTED_ERRORS):
+                continue
+            problems.append(line.rstrip())
+    return problems
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--template", required=True, help="database to copy")
+    parser.add_argument("--addons-path", required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--log-dir", required=True)
+    parser.add_argument("--short", action="store_true", help="fewer jobs (CI)")
+    parser.add_argument("--db", default=f"dqj_stress_{os.getpid()}")
+    parser.add_argument(
+        "--only",
+        help="comma-separated scenario names: " + ", ".join(n for n, _ in SCENARIOS),
+    )
+    args = parser.parse_args()
+    # A SIGTERM (a CI timeout) still stops the server and drops the database.
+    signal.signal(signal.SIGTERM, lambda *_args: sys.exit(143))
+    wanted = [n for n, _f in SCENARIOS] if not args.only else args.only.split(",")
+    unknown = set(wanted) - {name for name, _f in SCENARIOS}
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+
+    start = time.monotonic()
+    os.makedirs(args.log_dir, exist_ok=True)
+    db = Database(args.db, args.template, args.addons_path, args.data_dir, args.log_dir)
+    server = OdooServer(db, log_name="stress-server.log")
+    failures = 0
+    mode = "short" if args.short else "full"
+    print(f"stress ({mode}): database {db.name}, log {server.log}", flush=True)
+    try:
+        db.create("deltatech_queue_job")
+        key = Stress.prepare(db, args.addons_path)
+        server.start()
+        print(f"stress: server up at {server.url} in {time.monotonic() - start:.0f} s")
+        st = Stress(db, server, key, args.short)
+        for name, scenario in SCENARIOS:
+            if name not in wanted:
+                continue
+            try:
+                print(scenario(st), flush=True)
+            except Failure as err:
+                failures += 1
+                print(f"FAIL {name}: {err}", flush=True)
+            except Exception:  # noqa: BLE001 -- report and go on with the next one
+                failures += 1
+                print(f"FAIL {name}: crashed\n{traceback.format_exc()}", flush=True)
+    except Exception:  # noqa: BLE001
+        failures += 1
+        print(f"FAIL setup:\n{traceback.format_exc()}", flush=True)
+    finally:
+        server.stop()
+        problems = unexpected_log_errors(server.log)
+        if os.environ.get("DQJ_KEEP_DB") != "1":
+            db.drop()
+    if problems:
+        failures += 1
+        print(f"FAIL server log: {len(problems)} unexpected error line(s):")
+        for line in problems[:20]:
+            print("  " + line)
+    verdict = "FAILED" if failures else "passed"
+    print(
+        f"stress ({mode}): {verdict}, {failures} failure(s), "
+        f"{time.monotonic() - start:.0f} s",
+        flush=True,
+    )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
