@@ -143,10 +143,13 @@ class QueueJob(models.Model):
         outcome = DONE
         try:
             with self.env.cr.savepoint():
-                job.perform()
+                try:
+                    job.perform()
+                except NothingToDoJob as err:
+                    # Done, not an error: what it wrote before saying so is kept
+                    # (the savepoint is released), as queue_job's runner does.
+                    job.result = str(err) or None
             job.set_done()
-        except NothingToDoJob as err:
-            job.set_done(result=str(err) or None)
         except RetryableJobError as err:
             # perform() turns it into FailedJobError once max_retries is reached.
             job.postpone(result=str(err), seconds=err.seconds)

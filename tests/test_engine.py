@@ -147,11 +147,17 @@ class TestOutcomes(QueueJobCase):
         self.assertIn("Max. retries (1) reached", jobs.exc_info)
 
     def test_nothing_to_do_job_is_done_with_its_message(self):
-        job = self.enqueue_code("raise NothingToDoJob('already up to date')")
+        partner = self.env["res.partner"].create({"name": "before"})
+        job = self.enqueue_code(
+            f"env['res.partner'].browse({partner.id}).write({{'name': 'checked'}})\n"
+            "raise NothingToDoJob('already up to date')"
+        )
         stats = self.run_runner()
         self.assertEqual((stats.done, stats.failed), (1, 0))
         self.assertEqual(job.state, "done")
         self.assertEqual(job.result, "already up to date")
+        partner.invalidate_recordset()
+        self.assertEqual(partner.name, "checked", "its writes are kept")
 
     def test_dependent_jobs_are_enqueued_and_run(self):
         model = self.env["test.queue.job"]
