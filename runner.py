@@ -71,6 +71,10 @@ class BudgetedRunner:
     :param cron_cap: under the cron, seconds the whole cron run may last (below
         ``limit_time_real_cron``); Odoo may call the runner several times in that run
     :param capacities: channel capacities, ``{channel: n}`` (settings read once)
+    :param async_commit: commit each job without waiting for its WAL flush (the
+        batch's last commit waits, so at most this batch is at risk if PostgreSQL
+        itself crashes; its jobs would then be pending again, effects and state
+        rolled back together)
     :param job_ids: process these jobs (each acquired on its own; one that is not
         pending, not due or held elsewhere is skipped) instead of the queue's next ones
     """
@@ -85,6 +89,7 @@ class BudgetedRunner:
         cron_cap=None,
         capacities=None,
         job_ids=None,
+        async_commit=False,
     ):
         self.model = job_model
         self.batch_size = check_int("batch_size", batch_size)
@@ -94,6 +99,7 @@ class BudgetedRunner:
         self.cron_cap = cron_cap
         self.capacities = capacities or {}
         self.job_ids = None if job_ids is None else sorted(set(job_ids))
+        self.async_commit = async_commit and commit
 
     def _deadline(self, start):
         deadline = start + self.max_seconds
@@ -111,6 +117,8 @@ class BudgetedRunner:
         start = time.monotonic()
         deadline = self._deadline(start)
         selection = None if self.job_ids is None else list(self.job_ids)
+        if self.async_commit:
+            self.model._set_synchronous_commit(False)
         busy = 0.0
         while True:
             if stats.processed >= self.batch_size:
@@ -138,6 +146,9 @@ class BudgetedRunner:
         now = time.monotonic()
         stats.time_elapsed = now - start
         mean = busy / stats.processed if stats.processed else 0.0
+        if self.async_commit:
+            # The commit in _after_run() waits for the WAL flush of the whole batch.
+            self.model._set_synchronous_commit(True)
         chain_deadline = _CRON_CHAIN_DEADLINES.get(self.model.env.cr, deadline)
         self.model._after_run(
             stats, chain_has_time=now + mean < chain_deadline, commit=self.commit

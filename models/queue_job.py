@@ -265,8 +265,22 @@ class QueueJob(models.Model):
             cron_cap=cron_time_cap() if in_cron else None,
             capacities=settings.channel_capacities,
             job_ids=job_ids,
+            async_commit=settings.async_commit,
         )
         return runner.run()
+
+    @api.model
+    def _set_synchronous_commit(self, on):
+        """Switch this session's commits to (a)synchronous, from the next commit on.
+
+        SET is transactional: committed at once, so that a rolled back acquisition
+        does not undo it. The runner only calls it in commit mode, between jobs.
+        """
+        self.env.cr.execute(
+            "SELECT set_config('synchronous_commit', %s, false)",
+            ["on" if on else "off"],
+        )
+        self.env.cr.commit()  # pylint: disable=invalid-commit
 
     def _after_run(self, stats, chain_has_time, commit):
         """Leave a trigger when work is left, report to the cron, log the run."""

@@ -6,6 +6,7 @@ from odoo.exceptions import AccessError, ValidationError
 from .api_key import api_key_configured, generate_api_key, revoke_api_key
 from .runner_settings import (
     BOUNDS,
+    PARAM_ASYNC_COMMIT,
     PARAM_BATCH_SIZE,
     PARAM_CHANNELS,
     PARAM_HISTORY_DAYS,
@@ -55,6 +56,15 @@ class ResConfigSettings(models.TransientModel):
         help="queue_job's channels syntax, e.g. root:4,root.mail:1 -- at most that "
         "many jobs of a channel (and its sub-channels) run at the same time. Empty: "
         "no limit besides the number of runners.",
+    )
+    dqj_async_commit = fields.Boolean(
+        string="Asynchronous Commit",
+        config_parameter=PARAM_ASYNC_COMMIT,
+        help="Commit each job without waiting for PostgreSQL to flush it to disk "
+        "(synchronous_commit = off), which lets parallel runners scale. If the "
+        "PostgreSQL server itself crashes, the jobs of the batch in flight may be "
+        "pending again, their database writes undone with them: effects outside "
+        "the database (e-mails sent directly, HTTP calls) would happen twice.",
     )
     dqj_history_days = fields.Integer(
         string="History Retention (days)",

@@ -17,6 +17,7 @@ PARAM_RUNNER_COUNT = PARAM_PREFIX + "runner_count"
 PARAM_CHANNELS = PARAM_PREFIX + "channels"
 PARAM_API_KEY_HASH = PARAM_PREFIX + "api_key_hash"
 PARAM_HISTORY_DAYS = PARAM_PREFIX + "history_days"
+PARAM_ASYNC_COMMIT = PARAM_PREFIX + "async_commit"
 
 # name: (default, minimum, maximum)
 BOUNDS = {
@@ -167,6 +168,9 @@ class RunnerSettings:
     runner_count: int
     channels: str
     history_days: int
+    # Commit each job without waiting for its WAL flush (synchronous_commit = off):
+    # off by default, see the README's "How it works".
+    async_commit: bool = False
 
     @property
     def channel_capacities(self):
@@ -199,4 +203,6 @@ def read_settings(env):
         runner_count=_read_int(params, PARAM_RUNNER_COUNT, "runner_count"),
         channels=channels,
         history_days=_read_int(params, PARAM_HISTORY_DAYS, "history_days"),
+        async_commit=str(params.get_param(PARAM_ASYNC_COMMIT) or "").lower()
+        in ("1", "true"),
     )

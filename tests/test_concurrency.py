@@ -248,3 +248,28 @@ class TestCronIntegration(CommittedQueueCase):
         self.assertEqual(failure_count, 0)
         self.assertTrue(active)
         self.assertGreater(ready_triggers, 0, "a trigger continues the work at once")
+
+
+@tagged("post_install", "-at_install")
+class TestAsyncCommit(CommittedQueueCase):
+    SHOW = (
+        "env.cr.execute('SHOW synchronous_commit')\n"
+        "raise NothingToDoJob(env.cr.fetchone()[0])"
+    )
+
+    def test_jobs_commit_asynchronously_only_when_asked(self):
+        with self.committed() as env:
+            default = self.enqueue_code(self.SHOW, env=env)
+        with self.committed() as env:
+            env["queue.job"]._job_runner(source="manual")
+            self.assertEqual(env["queue.job"].browse(default.id).result, "on")
+            env["ir.config_parameter"].set_param(
+                "deltatech_queue_job.async_commit", "True"
+            )
+            fast = self.enqueue_code(self.SHOW, env=env)
+        with self.committed() as env:
+            stats = env["queue.job"]._job_runner(source="manual")
+            self.assertEqual(stats.done, 1)
+            self.assertEqual(env["queue.job"].browse(fast.id).result, "off")
+            env.cr.execute("SHOW synchronous_commit")
+            self.assertEqual(env.cr.fetchone()[0], "on", "restored after the batch")
