@@ -297,8 +297,7 @@ class QueueJob(models.Model):
                 done=stats.processed,
                 remaining=stats.pending_count if loop_again else 0,
             )
-        if "queue.job.run" in self.env:
-            self.env["queue.job.run"].sudo()._record_run(stats)
+        self.env["queue.job.run"].sudo()._record_run(stats)
         if stats.processed:
             _logger.info(
                 "queue runner (%s): %s processed (%s done, %s failed, %s postponed), "

@@ -53,25 +53,24 @@ def check_int(name, value):
     error beats a silently truncated batch size.
     """
     _default, low, high = BOUNDS[name]
+    not_an_int = SettingsError(
+        name, f"{name} must be an integer between {low} and {high}"
+    )
     if isinstance(value, bool) or value is None:
-        raise SettingsError(name, f"{name} must be an integer between {low} and {high}")
+        raise not_an_int
     if isinstance(value, float):
         if not value.is_integer():
-            raise SettingsError(
-                name, f"{name} must be an integer between {low} and {high}"
-            )
+            raise not_an_int
         value = int(value)
     if isinstance(value, str):
         text = value.strip()
         # isdigit() alone also accepts other scripts' digits ("३", read as 3) and
         # superscripts ("²", which int() then refuses with a plain ValueError).
         if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 12:
-            raise SettingsError(
-                name, f"{name} must be an integer between {low} and {high}"
-            )
+            raise not_an_int
         value = int(text)
     if not isinstance(value, int):
-        raise SettingsError(name, f"{name} must be an integer between {low} and {high}")
+        raise not_an_int
     if not low <= value <= high:
         raise SettingsError(name, f"{name} must be between {low} and {high}")
     return value
