@@ -1,6 +1,6 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 
-from .models.job_locks import drop_acquire_index
+from .engine.job_locks import drop_acquire_index
 
 
 def uninstall_hook(env):

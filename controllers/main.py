@@ -22,9 +22,9 @@ from odoo import SUPERUSER_ID, api, http
 from odoo.http import request
 from odoo.modules.registry import Registry
 
-from ..models.api_key import api_key_configured, verify_api_key
-from ..models.runner_settings import SettingsError, http_run_budget, read_settings
-from .throttle import failed_keys
+from ..engine.api_key import api_key_configured, verify_api_key
+from ..engine.settings import SettingsError, http_run_budget, read_settings
+from ..engine.throttle import failed_keys
 
 _logger = logging.getLogger(__name__)
 

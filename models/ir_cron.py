@@ -2,7 +2,7 @@
 
 from odoo import api, fields, models
 
-from .runner_settings import check_int
+from ..engine.settings import check_int
 
 MODULE = "deltatech_queue_job"
 # The first runner cron (data/ir_cron.xml): the model of the copies.

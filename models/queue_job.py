@@ -13,10 +13,10 @@ from odoo.tools import SQL
 from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
 from odoo.addons.queue_job.job import CANCELLED, DONE, FAILED, PENDING, Job
 
+from ..engine import job_locks
+from ..engine.runner import POSTPONED, STOP_BATCH, BudgetedRunner
+from ..engine.settings import BOUNDS, cron_time_cap, read_settings
 from ..exception import NothingToDoJob
-from ..runner import POSTPONED, STOP_BATCH, BudgetedRunner
-from . import job_locks
-from .runner_settings import BOUNDS, cron_time_cap, read_settings
 
 _logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class QueueJob(models.Model):
         return res
 
     # ------------------------------------------------------------------ acquisition
-    # The SQL, its locks and why they are safe: see job_locks.py.
+    # The SQL, its locks and why they are safe: see engine/job_locks.py.
 
     def _acquire(self, job_id=None, commit=True, capacities=None):
         if capacities is None:
@@ -249,7 +249,7 @@ class QueueJob(models.Model):
         the cron the budget is also capped below ``limit_time_real_cron``, and the
         progress is reported to the cron so Odoo 18 does not count the run as a
         timeout. Returns
-        the run's :class:`~odoo.addons.deltatech_queue_job.runner.RunStats`.
+        the run's :class:`~odoo.addons.deltatech_queue_job.engine.runner.RunStats`.
         """
         settings = read_settings(self.env)
         if batch_size is None and job_ids is not None:

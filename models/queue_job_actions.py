@@ -15,7 +15,7 @@ from odoo.modules import module as odoo_module
 from odoo.modules.registry import Registry
 from odoo.tools import config
 
-from .runner_settings import http_run_budget, read_settings
+from ..engine.settings import http_run_budget, read_settings
 
 _logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 
-from .runner_settings import read_settings
+from ..engine.settings import read_settings
 
 SOURCES = [
     ("cron", "Cron"),

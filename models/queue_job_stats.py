@@ -5,7 +5,7 @@ from odoo.tools import SQL
 
 from odoo.addons.queue_job.job import FAILED, STATES
 
-from . import job_locks
+from ..engine import job_locks
 
 # "Failed lately" for an uptime monitor: jobs whose last attempt started this long ago
 # or less and failed.

@@ -3,8 +3,8 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, ValidationError
 
-from .api_key import api_key_configured, generate_api_key, revoke_api_key
-from .runner_settings import (
+from ..engine.api_key import api_key_configured, generate_api_key, revoke_api_key
+from ..engine.settings import (
     BOUNDS,
     PARAM_ASYNC_COMMIT,
     PARAM_BATCH_SIZE,
@@ -17,7 +17,7 @@ from .runner_settings import (
     parse_channels,
 )
 
-# settings field -> name of its bounds in runner_settings.BOUNDS
+# settings field -> name of its bounds in engine.settings.BOUNDS
 INT_SETTINGS = {
     "dqj_batch_size": "batch_size",
     "dqj_max_seconds": "max_seconds",

@@ -22,7 +22,7 @@ import psycopg2
 import requests
 
 # The engine's "running now" advisory lock: (RUNNING_LOCK_NS, job id), objsubid 2 for
-# the two-int form (see models/job_locks.py).
+# the two-int form (see engine/job_locks.py).
 RUNNING_LOCK_NS = 0x51D7
 
 ODOO_MAIN = "import odoo; odoo.cli.main()"
@@ -71,7 +71,7 @@ def hash_api_key(addons_path, key):
     for entry in addons_path.split(","):
         if entry not in odoo.addons.__path__:
             odoo.addons.__path__.append(entry)
-    from odoo.addons.deltatech_queue_job.models.api_key import (  # noqa: PLC0415
+    from odoo.addons.deltatech_queue_job.engine.api_key import (  # noqa: PLC0415
         hash_api_key as addon_hash,
     )
 

@@ -15,11 +15,11 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import config, mute_logger
 
 from odoo.addons.deltatech_queue_job.controllers import main as api_main
-from odoo.addons.deltatech_queue_job.controllers.throttle import failed_keys
-from odoo.addons.deltatech_queue_job.models.api_key import (
+from odoo.addons.deltatech_queue_job.engine.api_key import (
     generate_api_key,
     revoke_api_key,
 )
+from odoo.addons.deltatech_queue_job.engine.throttle import failed_keys
 
 from .common import JobsMixin
 
@@ -301,7 +301,7 @@ class TestApiParameters(ApiCase):
 
     def test_max_seconds_above_http_time_limit_is_refused(self):
         jobs = self.enqueue(1)
-        # limit_time_real 60 s leaves 48 s to a run (runner_settings.limit_cap).
+        # limit_time_real 60 s leaves 48 s to a run (engine.settings.limit_cap).
         with server_options(limit_time_real=60):
             result = self.assertRefused(
                 400, {"api_key": self.key, "max_seconds": 49}, "max_seconds"

@@ -9,8 +9,8 @@ from odoo.tools import SQL, config, mute_logger
 
 from odoo.addons.queue_job.delay import chain
 
-from ..models import job_locks
-from ..models.runner_settings import cron_time_cap
+from ..engine import job_locks
+from ..engine.settings import cron_time_cap
 from .common import JOB_LOGGER, QueueJobCase, second_cursor
 
 

@@ -3,8 +3,8 @@
 from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import TransactionCase, new_test_user, tagged
 
-from ..models.api_key import verify_api_key
-from ..models.runner_settings import (
+from ..engine.api_key import verify_api_key
+from ..engine.settings import (
     PARAM_API_KEY_HASH,
     PARAM_BATCH_SIZE,
     PARAM_CHANNELS,

@@ -10,7 +10,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import file_path, mute_logger
 
-from ..models.runner_settings import PARAM_API_KEY_HASH, PARAM_BATCH_SIZE
+from ..engine.settings import PARAM_API_KEY_HASH, PARAM_BATCH_SIZE
 from .common import JobsMixin, QueueJobCase
 
 FAILING_CODE = "raise UserError('deltatech_queue_job test failure')"

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import secrets
 
-from .runner_settings import PARAM_API_KEY_HASH
+from .settings import PARAM_API_KEY_HASH
 
 SCHEME = "pbkdf2_sha256"
 ITERATIONS = 60_000

@@ -11,7 +11,7 @@ import time
 import weakref
 from dataclasses import asdict, dataclass, field
 
-from .models.runner_settings import check_int
+from .settings import check_int
 
 DONE = "done"
 FAILED = "failed"

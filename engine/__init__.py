@@ -1,0 +1,11 @@
+# License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
+"""The engine: the plain Python that decides, apart from the ORM classes.
+
+``models/`` and ``controllers/`` import from here; nothing here imports them back.
+
+- :mod:`.job_locks`: every SQL statement that takes or reads a lock on jobs;
+- :mod:`.runner`: the budgeted loop every entry point goes through;
+- :mod:`.settings`: defaults, bounds and the reading of the runner's parameters;
+- :mod:`.api_key`: the external API's key, hashed;
+- :mod:`.throttle`: brute-force damping of the external API.
+"""
