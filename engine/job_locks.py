@@ -21,6 +21,14 @@ Which rows, which lock, and why a job cannot run twice:
 - Channel capacities are advisory locks too, ``(channel key, slot number)``, held for
   the job's transaction: the number of jobs running at once in a channel never exceeds
   its capacity, across all runners and processes.
+- A job allowed to commit (its job function's "Allow Commit") cannot keep a row lock
+  across its own commits, nor make itself wait on one when it writes its own row. Its
+  runner takes the *session* advisory lock ``(RUNNING_LOCK_NS, job id)`` and commits the
+  job as 'started' (flagged ``dqj_committing``) before running it; nothing takes a
+  started job. The session lock is released after the outcome is committed, or by
+  PostgreSQL when the worker's connection dies. A started, flagged job whose lock nobody
+  holds therefore belongs to a dead worker: :func:`requeue_dead_committing_jobs` puts it
+  back to pending, once (a second sweeper finds it no longer started).
 """
 
 import logging
@@ -32,7 +40,10 @@ from odoo.tools import SQL, index_exists
 
 _logger = logging.getLogger(__name__)
 
-ACQUIRE_INDEX = "deltatech_queue_job_pending_acquire_index"
+ACQUIRE_INDEX = "deltatech_queue_job_pending_queue_order_index"
+# Earlier versions of this addon ordered (priority, eta, date_created, id): a job
+# postponed by a retry then ran before older jobs of its priority. Dropped on upgrade.
+_OLD_ACQUIRE_INDEXES = ("deltatech_queue_job_pending_acquire_index",)
 
 # Arbitrary but constant: changing it makes running servers disagree on what "running"
 # means.
@@ -48,24 +59,32 @@ ELIGIBLE = SQL(
 
 
 def create_acquire_index(cr):
+    """The queue order of queue_job's own runner: priority, then creation. A job's eta
+    only says when it may start, not where it stands in the queue (a due job postponed
+    by a retry keeps its place among the jobs created before and after it)."""
     if not index_exists(cr, ACQUIRE_INDEX):
         cr.execute(
             SQL(
-                "CREATE INDEX %s ON queue_job (priority, eta, date_created, id) "
+                "CREATE INDEX %s ON queue_job (priority, date_created, id) "
                 "WHERE state = 'pending'",
                 SQL.identifier(ACQUIRE_INDEX),
             )
         )
+    for name in _OLD_ACQUIRE_INDEXES:
+        cr.execute(SQL("DROP INDEX IF EXISTS %s", SQL.identifier(name)))
 
 
 def drop_acquire_index(cr):
-    cr.execute(SQL("DROP INDEX IF EXISTS %s", SQL.identifier(ACQUIRE_INDEX)))
+    for name in (ACQUIRE_INDEX, *_OLD_ACQUIRE_INDEXES):
+        cr.execute(SQL("DROP INDEX IF EXISTS %s", SQL.identifier(name)))
 
 
-def _compose_acquire_sql(job_id=None, exclude_channels=()):
+def _compose_acquire_sql(job_id=None, exclude_channels=(), exclude_ids=()):
     conditions = [ELIGIBLE]
     if job_id is not None:
         conditions.append(SQL("id = %s", job_id))
+    if exclude_ids:
+        conditions.append(SQL("id != ALL(%s)", list(exclude_ids)))
     for channel in exclude_channels:
         conditions.append(
             SQL(
@@ -81,7 +100,7 @@ def _compose_acquire_sql(job_id=None, exclude_channels=()):
         WITH next_job AS (
             SELECT id, channel FROM queue_job
             WHERE %s
-            ORDER BY priority, eta, date_created, id
+            ORDER BY priority, date_created, id
             LIMIT 1
             FOR NO KEY UPDATE SKIP LOCKED
         )
@@ -95,31 +114,63 @@ def _compose_acquire_sql(job_id=None, exclude_channels=()):
 _ACQUIRE_NEXT_SQL = _compose_acquire_sql()
 
 
-def acquire_sql(job_id=None, exclude_channels=()):
-    if job_id is None and not exclude_channels:
+def acquire_sql(job_id=None, exclude_channels=(), exclude_ids=()):
+    if job_id is None and not exclude_channels and not exclude_ids:
         return _ACQUIRE_NEXT_SQL  # the hot path, composed once
-    return _compose_acquire_sql(job_id, exclude_channels)
+    return _compose_acquire_sql(job_id, exclude_channels, exclude_ids)
 
 
-def lock_job(cr, job_id=None, commit=True, capacities=None):
-    """Lock the next eligible job (or job ``job_id``); return its id or None.
+def _first_eligible_id(cr, job_id, exclude_channels, exclude_ids):
+    """The job the acquisition would lock, read without locking (this snapshot)."""
+    conditions = SQL(" AND ").join(
+        [ELIGIBLE]
+        + ([SQL("id = %s", job_id)] if job_id is not None else [])
+        + ([SQL("id != ALL(%s)", list(exclude_ids))] if exclude_ids else [])
+    )
+    cr.execute(
+        SQL(
+            "SELECT id FROM queue_job WHERE %s "
+            "ORDER BY priority, date_created, id LIMIT 1",
+            conditions,
+        )
+    )
+    row = cr.fetchone()
+    return row[0] if row else None
+
+
+class Acquired:
+    """What an acquisition got: ``job_id`` (None when nothing was locked) and
+    ``contended``: True when it gave up on jobs that other runners were taking at that
+    moment, so "nothing locked" does not mean "nothing left"."""
+
+    __slots__ = ("contended", "job_id")
+
+    def __init__(self, job_id=None, contended=False):
+        self.job_id = job_id
+        self.contended = contended
+
+
+def lock_job(cr, job_id=None, commit=False, capacities=None):
+    """Lock the next eligible job (or job ``job_id``); return an :class:`Acquired`.
 
     Odoo cursors run at REPEATABLE READ: when another runner committed a change to the
     row after this transaction's snapshot (it just finished that job), the lock attempt
-    raises a serialization failure instead of skipping. That only means "taken": start
-    a fresh snapshot and look again, a bounded number of times.
+    raises a serialization failure instead of skipping. That only means "taken": look
+    again, a bounded number of times.
 
-    With ``commit`` (a real runner, which commits after each job) nothing is pending in
-    the transaction here, so a failed attempt rolls it back. Without, a savepoint keeps
-    the caller's work. Either way, rolling back is what releases the row lock when the
-    job's channel turns out to be full.
+    With ``commit`` (a real runner, which commits after each job) nothing is pending
+    in the transaction here, so a failed attempt rolls it back, and the next attempt
+    sees a fresh snapshot. Without, a savepoint keeps the caller's work and the snapshot
+    stays: the row that lost the race is looked up (without a lock) and passed over.
+    Either way, rolling back is what releases the row lock when a channel is full.
     """
     blocked = []
+    lost = []
     for _attempt in range(ACQUIRE_RETRIES):
         try:
             with _Attempt(cr, commit):
                 # A lost race is expected here: not worth an ERROR in the log.
-                cr.execute(acquire_sql(job_id, blocked), log_exceptions=False)
+                cr.execute(acquire_sql(job_id, blocked, lost), log_exceptions=False)
                 row = cr.fetchone()
                 if row and capacities:
                     full = take_channel_slots(cr, row[1], capacities)
@@ -127,15 +178,77 @@ def lock_job(cr, job_id=None, commit=True, capacities=None):
                         raise _ChannelFull(full)
         except _ChannelFull as full:
             if job_id is not None:
-                return None
+                return Acquired(contended=True)
             blocked.append(full.channel)
             continue
         except TransactionRollbackError:
             _logger.debug("job acquisition lost a race, looking again")
+            if not commit:
+                taken = _first_eligible_id(cr, job_id, blocked, lost)
+                if taken is None:
+                    return Acquired(contended=True)
+                lost.append(taken)
             continue
-        return row[0] if row else None
+        if row:
+            return Acquired(row[0])
+        return Acquired(contended=bool(lost or blocked))
     _logger.info("no job acquired after %s attempts", ACQUIRE_RETRIES)
-    return None
+    return Acquired(contended=True)
+
+
+def hold_running_job(cr, job_id):
+    """Take the session-level 'running' lock of a job about to commit mid-run.
+
+    Unlike the transaction-level one taken at acquisition, it survives the job's
+    commits; PostgreSQL releases it when the connection ends, however it ends.
+    """
+    cr.execute("SELECT pg_advisory_lock(%s, %s)", (RUNNING_LOCK_NS, job_id))
+
+
+def release_running_job(cr, job_id):
+    cr.execute("SELECT pg_advisory_unlock(%s, %s)", (RUNNING_LOCK_NS, job_id))
+
+
+def requeue_dead_committing_jobs(cr, message):
+    """Put back to pending the committing jobs of dead workers; return their uuids.
+
+    A 'started' job flagged ``dqj_committing`` is held by the session lock of the
+    worker running it (see :func:`hold_running_job`): when ``pg_try_advisory_xact_lock``
+    gets that lock, its worker is gone. Rows another sweeper is updating are skipped
+    (``SKIP LOCKED``), and the one that updates a row commits it as pending: each dead
+    job is requeued once. The death counts as a try: past ``max_retries`` the job fails.
+    Must not run while this session holds a committing job (advisory locks are
+    re-entrant); the runner sweeps before its first job.
+    """
+    try:
+        with cr.savepoint(flush=False):
+            params = (message, RUNNING_LOCK_NS)
+            cr.execute(_REQUEUE_DEAD_SQL, params, log_exceptions=False)
+            return [row[0] for row in cr.fetchall()]
+    except TransactionRollbackError:
+        # Another sweeper changed one of those rows since this snapshot: it requeued
+        # them (or its worker finished them); nothing to do here.
+        return []
+
+
+_REQUEUE_DEAD_SQL = """
+        UPDATE queue_job SET
+            state = CASE WHEN max_retries > 0 AND retry + 1 >= max_retries
+                         THEN 'failed' ELSE 'pending' END,
+            retry = retry + 1,
+            dqj_committing = false,
+            date_started = NULL,
+            worker_pid = NULL,
+            exc_name = CASE WHEN max_retries > 0 AND retry + 1 >= max_retries
+                            THEN 'WorkerDied' ELSE exc_name END,
+            exc_message = %s
+        WHERE id IN (
+            SELECT id FROM queue_job
+            WHERE state = 'started' AND dqj_committing
+            FOR NO KEY UPDATE SKIP LOCKED
+        ) AND pg_try_advisory_xact_lock(%s, id)
+        RETURNING uuid
+"""
 
 
 def channel_chain(channel):

@@ -7,11 +7,14 @@ call ``queue.job._job_runner(batch_size, max_seconds, ...)``, which builds a
 stores and shows; this class decides when to stop.
 """
 
+import logging
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
 
 from .settings import check_int
+
+_logger = logging.getLogger(__name__)
 
 DONE = "done"
 FAILED = "failed"
@@ -20,6 +23,17 @@ POSTPONED = "postponed"
 STOP_EMPTY = "empty"
 STOP_BATCH = "batch_size"
 STOP_TIME = "time"
+# Nothing could be locked, but only because other runners were taking those jobs (or
+# their channels were full): work may be left, so a trigger is left too.
+STOP_CONTENTION = "contention"
+# Something raised out of the loop (not a job: jobs fail alone); the run is recorded.
+STOP_ERROR = "error"
+
+# Seconds between two looks, per process and database, for jobs allowed to commit
+# whose worker died while they ran (queue.job._dqj_requeue_dead_jobs). Deaths are rare
+# and the look is one statement; once a minute keeps it off every run's bill.
+DEAD_JOBS_SWEEP_INTERVAL = 60
+_last_sweep = {}
 
 # Odoo 18 runs a cron's callback up to MAX_BATCH_PER_CRON_JOB times in a row, in the
 # same worker and under the same watchdog, while it reports remaining work. The
@@ -100,6 +114,7 @@ class BudgetedRunner:
         self.capacities = capacities or {}
         self.job_ids = None if job_ids is None else sorted(set(job_ids))
         self.async_commit = async_commit and commit
+        self._contended = False
 
     def _deadline(self, start):
         deadline = start + self.max_seconds
@@ -116,9 +131,44 @@ class BudgetedRunner:
         stats = RunStats(source=self.source)
         start = time.monotonic()
         deadline = self._deadline(start)
-        selection = None if self.job_ids is None else list(self.job_ids)
+        self._sweep_dead_jobs(start)
         if self.async_commit:
             self.model._set_synchronous_commit(False)
+        busy = 0.0
+        try:
+            busy = self._loop(stats, deadline)
+        except BaseException:
+            # Whatever raised, the session gets its synchronous commits back and the
+            # run is recorded (the exception still reaches the caller).
+            if self.commit:
+                self.model.env.cr.rollback()
+            stats.time_elapsed = time.monotonic() - start
+            stats.stopped_by = STOP_ERROR
+            try:
+                self._finish(stats, deadline, busy, start, failed_run=True)
+            except Exception:
+                # The caller reports the original error; this one is its shadow.
+                _logger.warning("the failed run could not be recorded", exc_info=True)
+            raise
+        self._finish(stats, deadline, busy, start)
+        return stats
+
+    def _sweep_dead_jobs(self, now):
+        if not self.commit:
+            return
+        key = self.model.env.cr.dbname
+        if now - _last_sweep.get(key, -DEAD_JOBS_SWEEP_INTERVAL) < (
+            DEAD_JOBS_SWEEP_INTERVAL
+        ):
+            return
+        _last_sweep[key] = now
+        self.model._dqj_requeue_dead_jobs()
+        self.model.env.cr.commit()  # pylint: disable=invalid-commit
+
+    def _loop(self, stats, deadline):
+        """Take and process jobs until the batch, the budget or the queue ends; return
+        the seconds spent in jobs."""
+        selection = None if self.job_ids is None else list(self.job_ids)
         busy = 0.0
         while True:
             if stats.processed >= self.batch_size:
@@ -131,7 +181,7 @@ class BudgetedRunner:
                 break
             job = self._next_job(selection, stats)
             if job is None:
-                stats.stopped_by = STOP_EMPTY
+                stats.stopped_by = STOP_CONTENTION if self._contended else STOP_EMPTY
                 break
             if not job:
                 continue  # a selected job that cannot run now
@@ -142,6 +192,9 @@ class BudgetedRunner:
             stats.count(outcome)
         if selection:
             stats.left = len(selection)
+        return busy
+
+    def _finish(self, stats, deadline, busy, start, failed_run=False):
         stats.pending_count = self.model._count_eligible_jobs()
         now = time.monotonic()
         stats.time_elapsed = now - start
@@ -151,21 +204,22 @@ class BudgetedRunner:
             self.model._set_synchronous_commit(True)
         chain_deadline = _CRON_CHAIN_DEADLINES.get(self.model.env.cr, deadline)
         self.model._after_run(
-            stats, chain_has_time=now + mean < chain_deadline, commit=self.commit
+            stats,
+            chain_has_time=not failed_run and now + mean < chain_deadline,
+            commit=self.commit,
         )
-        return stats
 
     def _next_job(self, selection, stats):
         """The next locked job; an empty recordset for a selected job that cannot
         run now (counted as skipped); None when there is nothing more to take."""
         if selection is None:
-            job = self.model._acquire_one_job(
+            job, self._contended = self.model._dqj_acquire(
                 commit=self.commit, capacities=self.capacities
             )
             return job or None
         if not selection:
             return None
-        job = self.model._acquire_specific_job(
+        job, _contended = self.model._dqj_acquire(
             selection.pop(0), commit=self.commit, capacities=self.capacities
         )
         if not job:

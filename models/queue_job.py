@@ -1,8 +1,11 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 
 import logging
+import os
+import random
+import time
 import traceback
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from psycopg2 import OperationalError, errorcodes
 
@@ -10,19 +13,27 @@ from odoo import api, fields, models
 from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
 from odoo.tools import SQL
 
-from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
-from odoo.addons.queue_job.job import CANCELLED, DONE, FAILED, PENDING, Job
+from odoo.addons.queue_job.exception import RetryableJobError
+from odoo.addons.queue_job.job import CANCELLED, DONE, FAILED, PENDING, STARTED, Job
 
 from ..engine import job_locks
 from ..engine.runner import POSTPONED, STOP_BATCH, BudgetedRunner
+from ..engine.scopes import TRIGGERED_KEY, guarded_savepoint, rollback_on_error
 from ..engine.settings import BOUNDS, cron_time_cap, read_settings
-from ..exception import NothingToDoJob
+from ..exception import NOTHING_TO_DO
 
 _logger = logging.getLogger(__name__)
 
 # Seconds before a job that hit a PostgreSQL concurrency error is tried again.
 PG_RETRY = 5
 QUERY_CANCELED = errorcodes.QUERY_CANCELED  # statement_timeout
+# Attempts at enqueuing a job's dependents when they hit concurrency errors (as
+# queue_job's controller).
+DEPENDS_MAX_TRIES = 5
+DEAD_WORKER_MESSAGE = (
+    "Its worker died while the job ran (it is allowed to commit, so it ran outside its "
+    "runner's transaction): requeued, counting one try."
+)
 
 # What Job._load_from_db_record() reads, fetched in one query.
 LOAD_FIELDS = [
@@ -55,6 +66,38 @@ LOAD_FIELDS = [
 ]
 
 
+def _failure_values(err):
+    """The failure values of a job that raised ``err`` (call it in the except block),
+    in one place, as queue_job's controller builds them."""
+    name = err.__class__.__name__
+    if getattr(err, "__module__", None):
+        name = f"{err.__module__}.{name}"
+    message = err.args[0] if err.args else str(err)
+    return {
+        "exc_info": traceback.format_exc(),
+        "exc_name": name,
+        "exc_message": str(message),
+    }
+
+
+def _mark_started(job):
+    """The job as started, in memory only: the runner's locks say it runs. (Not
+    Job.set_started(): from queue_job 18.0.2 it also inserts the queue_job_lock row
+    queue_job's own runner reads, which this runner neither needs nor maintains.)"""
+    job.state = STARTED
+    job.date_started = datetime.now()
+    job.worker_pid = os.getpid()
+
+
+def _concurrency_outcome(job, err):
+    """Serialization failure, deadlock, lock not available: the job did nothing wrong;
+    run it again shortly, without using one of its retries."""
+    job.postpone(result=str(err.pgerror or err), seconds=PG_RETRY)
+    job.set_pending(reset_retry=False)
+    job.retry = max(job.retry - 1, 0)
+    return POSTPONED, None
+
+
 class QueueJob(models.Model):
     _inherit = "queue.job"
 
@@ -62,9 +105,18 @@ class QueueJob(models.Model):
         string="Running Now",
         compute="_compute_dqj_running",
         search="_search_dqj_running",
-        help="Pending job that a runner is processing at this moment: its row is "
-        "locked by a worker's open transaction. Nothing is committed while it runs, "
-        "so a crashed worker never leaves a job stuck in 'started'.",
+        help="Job that a runner is processing at this moment: its row is locked by "
+        "a worker's open transaction (the job stays 'pending' while it runs, so a "
+        "crashed worker never leaves it stuck), or, for a job allowed to commit, "
+        "'started' under its worker's session lock.",
+    )
+    dqj_committing = fields.Boolean(
+        string="Started by a Runner (Allow Commit)",
+        readonly=True,
+        copy=False,
+        help="Started by deltatech_queue_job's runner outside the runner's transaction "
+        "(its job function allows commits). When its worker dies, the next run puts "
+        "it back to pending.",
     )
 
     def init(self):
@@ -75,24 +127,30 @@ class QueueJob(models.Model):
     # ------------------------------------------------------------------ acquisition
     # The SQL, its locks and why they are safe: see engine/job_locks.py.
 
-    def _acquire(self, job_id=None, commit=True, capacities=None):
+    def _dqj_acquire(self, job_id=None, commit=False, capacities=None):
+        """Lock a job; return it (or an empty set) and whether other runners were
+        contending for the jobs it passed over (see job_locks.Acquired)."""
         if capacities is None:
             capacities = read_settings(self.env).channel_capacities
         self.env.flush_all()  # the SQL below must see the caller's pending writes
-        return self.browse(
-            job_locks.lock_job(self.env.cr, job_id, commit, capacities) or []
-        )
+        acquired = job_locks.lock_job(self.env.cr, job_id, commit, capacities)
+        return self.browse(acquired.job_id or []), acquired.contended
+
+    def _acquire(self, job_id=None, commit=False, capacities=None):
+        return self._dqj_acquire(job_id, commit, capacities)[0]
 
     @api.model
-    def _acquire_one_job(self, commit=True, capacities=None):
+    def _acquire_one_job(self, commit=False, capacities=None):
         """Lock and return the next eligible job, in queue order, or an empty set.
 
         ``capacities``: channel capacities (``{channel: n}``) when the caller already
-        read the settings, as the runner does once per batch.
+        read the settings, as the runner does once per batch. ``commit``: the caller
+        commits after each job, as runners do; a failed attempt may then roll the
+        transaction back. By default a savepoint keeps the caller's work.
         """
         return self._acquire(commit=commit, capacities=capacities)
 
-    def _acquire_specific_job(self, job_id=None, commit=True, capacities=None):
+    def _acquire_specific_job(self, job_id=None, commit=False, capacities=None):
         """Lock and return job ``job_id`` (default: this record) if it can run now.
 
         Empty when it is not pending, not due yet, or being processed elsewhere.
@@ -120,121 +178,222 @@ class QueueJob(models.Model):
         return [("id", "in" if positive else "not in", ids)]
 
     # ------------------------------------------------------------------ processing
+    # A job goes through four named steps: load, perform, outcome, store. An ordinary
+    # job runs in a savepoint of its runner's transaction, which holds its lock, and may
+    # not commit; a job whose function allows commits runs outside it (see
+    # engine/job_locks.py for the locks of both).
+
     def _process(self, commit=False):
-        """Run this (locked) job in a savepoint and store its outcome.
+        """Run this (locked) job and store its outcome; return 'done', 'failed' or
+        'postponed'.
 
         Queries for a plain job: the load of the record, SAVEPOINT, RELEASE, one
         UPDATE with the outcome (the 'started' state is never written: it would only
-        be visible after a commit, which would release the lock). Returns the
-        outcome: 'done', 'failed' or 'postponed'.
+        be visible after a commit, which would release the lock).
         """
         self.ensure_one()
-        # One query for every column Job reads (Serialized fields are not prefetched
-        # with the others by default: 'dependencies' would cost a second query).
-        self.fetch(LOAD_FIELDS)
-        try:
-            job = Job._load_from_db_record(self)
-        except Exception as err:  # noqa: BLE001
-            # Its model or method is gone (an addon was uninstalled, a method
-            # renamed): this job fails alone instead of stopping every run at it.
-            return self._unloadable_job_failed(err, commit)
-        has_dependents = bool(self.dependencies.get("reverse_depends_on"))
-        job.set_started()
-        outcome = DONE
-        try:
-            with self.env.cr.savepoint():
-                try:
-                    job.perform()
-                except NothingToDoJob as err:
-                    # Done, not an error: what it wrote before saying so is kept
-                    # (the savepoint is released), as queue_job's runner does.
-                    job.result = str(err) or None
-            job.set_done()
-        except RetryableJobError as err:
-            # perform() turns it into FailedJobError once max_retries is reached.
-            job.postpone(result=str(err), seconds=err.seconds)
-            job.set_pending(reset_retry=False)
-            outcome = POSTPONED
-        except OperationalError as err:
-            if err.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY:
-                # Serialization failure, deadlock, lock not available: the job did
-                # nothing wrong, its savepoint is rolled back; run it again shortly,
-                # without using one of its retries.
-                job.postpone(result=str(err.pgerror or err), seconds=PG_RETRY)
-                job.set_pending(reset_retry=False)
-                job.retry = max(job.retry - 1, 0)
-                outcome = POSTPONED
-            elif err.pgcode == QUERY_CANCELED and (
-                not job.max_retries or job.retry < job.max_retries
-            ):
-                # statement_timeout: maybe a slow moment of the database; try again
-                # later, using a retry, so that a job that always times out fails.
-                job.postpone(result=str(err.pgerror or err), seconds=PG_RETRY)
-                job.set_pending(reset_retry=False)
-                outcome = POSTPONED
-            else:
-                outcome = self._job_failed(job, err)
-        except (FailedJobError, Exception) as err:  # noqa: BLE001
-            outcome = self._job_failed(job, err)
-        self._store_run(job, outcome)
-        if outcome == DONE and has_dependents:
-            # Its SQL reads this job's stored state.
-            self.env.flush_all()
-            job.enqueue_waiting()
+        job = self._dqj_load()
+        if job is None:
+            outcome = FAILED
+        elif commit and self._dqj_allows_commit(job):
+            outcome = self._dqj_process_committing(job)
+        else:
+            outcome = self._dqj_process_in_savepoint(job)
         self.env.flush_all()
         if commit:
             self.env.cr.commit()  # pylint: disable=invalid-commit
         return outcome
 
-    def _unloadable_job_failed(self, err, commit):
-        exc_info = traceback.format_exc()
-        _logger.error("job %s cannot be loaded:\n%s", self.uuid, exc_info)
-        self.write(
-            {
-                "state": FAILED,
-                "exc_name": f"{err.__class__.__module__}.{err.__class__.__name__}",
-                "exc_message": str(err),
-                "exc_info": exc_info,
-            }
-        )
-        self.env.flush_all()
-        if commit:
-            self.env.cr.commit()  # pylint: disable=invalid-commit
-        return FAILED
+    def _dqj_load(self):
+        """Step 1: the Job of this record; None when it cannot be loaded (its model or
+        method is gone: an addon was uninstalled, a method renamed), in which case it is
+        stored as failed, alone, instead of stopping every run at it."""
+        # One query for every column Job reads (Serialized fields are not prefetched
+        # with the others by default: 'dependencies' would cost a second query).
+        self.fetch(LOAD_FIELDS)
+        try:
+            return Job._load_from_db_record(self)
+        except Exception as err:  # noqa: BLE001
+            failure = _failure_values(err)
+            _logger.error(
+                "job %s cannot be loaded:\n%s", self.uuid, failure["exc_info"]
+            )
+            self.write({"state": FAILED, **failure})
+            return None
 
-    def _job_failed(self, job, err):
-        exc_info = traceback.format_exc()
-        _logger.error("job %s failed:\n%s", job.uuid, exc_info)
-        name = err.__class__.__name__
-        if getattr(err, "__module__", None):
-            name = f"{err.__module__}.{name}"
-        job.set_failed(
-            exc_info=exc_info,
-            exc_name=name,
-            exc_message=getattr(err, "name", None) or str(err),
-        )
-        return FAILED
+    def _dqj_process_in_savepoint(self, job):
+        has_dependents = bool(self.dependencies.get("reverse_depends_on"))
+        _mark_started(job)
+        if not has_dependents:
+            outcome, failure = self._dqj_perform(job, guarded_savepoint(self.env.cr))
+            self._dqj_store_outcome(job, outcome, failure)
+            return outcome
+        # Enqueuing the dependents may hit a concurrency error (other runners finish
+        # their parents at the same time): retried a few times, then the whole job is
+        # rolled back and run again later, as for any concurrency error of its own.
+        try:
+            with self.env.cr.savepoint():
+                outcome, failure = self._dqj_perform(
+                    job, guarded_savepoint(self.env.cr)
+                )
+                self._dqj_store_outcome(job, outcome, failure)
+                if outcome == DONE:
+                    self._dqj_enqueue_dependents(job)
+        except OperationalError as err:
+            if err.pgcode not in PG_CONCURRENCY_ERRORS_TO_RETRY:
+                raise
+            self.env.cr.postcommit.data.pop(TRIGGERED_KEY, None)
+            self.invalidate_recordset()
+            outcome, failure = _concurrency_outcome(job, err)
+            self._dqj_store_outcome(job, outcome, failure)
+        return outcome
 
-    def _store_run(self, job, outcome):
-        """Write the outcome of a run on the job, in one UPDATE."""
-        vals = {
-            "state": job.state,
-            "date_started": job.date_started,
-            "date_done": job.date_done or False,
-            "exec_time": job.exec_time or False,
-            "result": str(job.result) if job.result else False,
-            "retry": job.retry,
-            "exc_name": job.exc_name or False,
-            "exc_message": job.exc_message or False,
-            "exc_info": job.exc_info or False,
-            "eta": job.eta or False,
-            "worker_pid": job.worker_pid or False,
-        }
-        record = self
-        if outcome != FAILED:
-            # Nothing tracked changes on success; skip mail tracking's bookkeeping.
-            record = self.with_context(tracking_disable=True)
+    def _dqj_process_committing(self, job):
+        """A job allowed to commit: committed as 'started' under the session lock of
+        its runner before it runs (so that it can write its own row and commit), its
+        outcome stored and committed after."""
+        cr = self.env.cr
+        has_dependents = bool(self.dependencies.get("reverse_depends_on"))
+        job_locks.hold_running_job(cr, self.id)
+        try:
+            _mark_started(job)
+            self._dqj_store(job, dqj_committing=True)
+            self.env.flush_all()
+            cr.commit()  # pylint: disable=invalid-commit
+            outcome, failure = self._dqj_perform(job, rollback_on_error(cr))
+            self.invalidate_recordset()
+            self._dqj_store_outcome(job, outcome, failure, dqj_committing=False)
+            if outcome == DONE and has_dependents:
+                try:
+                    self._dqj_enqueue_dependents(job)
+                except OperationalError:
+                    # Its effects are committed: it is done. Its dependents stay
+                    # waiting, as with queue_job's own runner in this case.
+                    _logger.exception("dependents of job %s not enqueued", job.uuid)
+            self.env.flush_all()
+            cr.commit()  # pylint: disable=invalid-commit
+        except Exception as err:
+            # Storing the outcome failed: the job must not stay 'started' with its
+            # lock released, or it would be requeued although it ran.
+            cr.rollback()  # pylint: disable=invalid-commit
+            _logger.exception("outcome of job %s could not be stored", job.uuid)
+            self.invalidate_recordset()
+            self.write(
+                {"state": FAILED, "dqj_committing": False, **_failure_values(err)}
+            )
+            self.env.flush_all()
+            cr.commit()  # pylint: disable=invalid-commit
+            outcome = FAILED
+        finally:
+            job_locks.release_running_job(cr, self.id)
+        return outcome
+
+    def _dqj_perform(self, job, scope):
+        """Step 2: run the job inside ``scope``; return its outcome and, for a
+        failure, the failure values. The outcomes, as in queue_job's controller:
+
+        - returned, or raised NothingToDoJob: done (what it wrote is kept);
+        - RetryableJobError: postponed by the retry pattern (perform() turns it into
+          FailedJobError once max_retries is reached);
+        - serialization failure, deadlock, lock not available: postponed, without
+          using a retry (the job did nothing wrong);
+        - statement_timeout: postponed using a retry, so one that always times out
+          fails;
+        - anything else, a forbidden commit included: failed.
+        """
+        try:
+            with scope:
+                try:
+                    job.perform()
+                except NOTHING_TO_DO as err:
+                    job.result = str(err) or None
+            job.set_done()
+            return DONE, None
+        except RetryableJobError as err:
+            job.postpone(result=str(err), seconds=err.seconds)
+            job.set_pending(reset_retry=False)
+            return POSTPONED, None
+        except OperationalError as err:
+            if err.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY:
+                return _concurrency_outcome(job, err)
+            if err.pgcode == QUERY_CANCELED and (
+                not job.max_retries or job.retry < job.max_retries
+            ):
+                job.postpone(result=str(err.pgerror or err), seconds=PG_RETRY)
+                job.set_pending(reset_retry=False)
+                return POSTPONED, None
+            return FAILED, _failure_values(err)
+        except Exception as err:  # noqa: BLE001
+            return FAILED, _failure_values(err)
+
+    def _dqj_store_outcome(self, job, outcome, failure, **extra):
+        """Steps 3 and 4: the outcome on the Job, then stored; a final failure calls
+        the job's on_fail (queue_job 18.0.3+), in a savepoint of its own."""
+        if outcome == FAILED:
+            _logger.error("job %s failed:\n%s", job.uuid, failure["exc_info"])
+            job.set_failed(**failure)
+        self._dqj_store(job, **extra)
+        if outcome == FAILED:
+            self._dqj_on_fail(job, failure)
+
+    def _dqj_store(self, job, **extra):
+        """Write the Job on this record through queue_job's store path (its values and
+        the models' ``_job_store_values`` hooks), in one UPDATE."""
+        vals = job._store_values()
+        vals.update(extra)
+        record = self.with_context(_job_edit_sentinel=self.EDIT_SENTINEL)
+        if vals.get("state") != FAILED:
+            # Nothing tracked changes; skip mail tracking's bookkeeping.
+            record = record.with_context(tracking_disable=True)
         record.write(vals)
+
+    def _dqj_on_fail(self, job, failure):
+        on_fail = getattr(job, "on_fail", None)
+        if on_fail is None:  # queue_job before 18.0.3
+            return
+        try:
+            with guarded_savepoint(self.env.cr):
+                on_fail(failure)
+        except Exception:
+            _logger.exception("on_fail of job %s failed", job.uuid)
+
+    def _dqj_enqueue_dependents(self, job):
+        """Set the jobs waiting on this one to pending, in a savepoint, retried on
+        concurrency errors like queue_job's controller does."""
+        self.env.flush_all()  # its SQL reads this job's stored state
+        for attempt in range(DEPENDS_MAX_TRIES + 1):
+            try:
+                with self.env.cr.savepoint():
+                    job.enqueue_waiting()
+                return
+            except OperationalError as err:
+                if (
+                    err.pgcode not in PG_CONCURRENCY_ERRORS_TO_RETRY
+                    or attempt == DEPENDS_MAX_TRIES
+                ):
+                    raise
+                time.sleep(random.uniform(0.0, 0.05 * 2**attempt))
+
+    def _dqj_allows_commit(self, job):
+        """The job function's "Allow Commit" (queue_job 18.0.3+, or this addon's field
+        on earlier releases)."""
+        allowed = getattr(job.job_config, "allow_commit", None)
+        if allowed is None:
+            allowed = self.env["queue.job.function"]._dqj_allow_commit(
+                job.job_function_name
+            )
+        return bool(allowed)
+
+    @api.model
+    def _dqj_requeue_dead_jobs(self):
+        """Jobs allowed to commit whose worker died while they ran: back to pending,
+        once (see engine/job_locks.py). Returns their uuids."""
+        uuids = job_locks.requeue_dead_committing_jobs(self.env.cr, DEAD_WORKER_MESSAGE)
+        for uuid in uuids:
+            _logger.warning("job %s re-queued: %s", uuid, DEAD_WORKER_MESSAGE)
+        if uuids:
+            self.invalidate_model()
+        return uuids
 
     # ------------------------------------------------------------------ runner
     @api.model
@@ -349,9 +508,7 @@ class QueueJob(models.Model):
                 if rounded < eta:
                     rounded += timedelta(minutes=1)
                 moments.add(rounded)
-        done = self.env.cr.precommit.data.setdefault(
-            "deltatech_queue_job.triggered", set()
-        )
+        done = self.env.cr.postcommit.data.setdefault(TRIGGERED_KEY, set())
         todo = moments - done
         if not todo:
             return

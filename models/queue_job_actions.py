@@ -173,7 +173,8 @@ class QueueJob(models.Model):
                 args=(
                     dbname,
                     self._dqj_ui_commit(),
-                    read_settings(self.env).max_seconds,
+                    # The thread lives in this (HTTP) worker, under its time limit.
+                    self._dqj_request_budget(),
                 ),
                 name=f"deltatech_queue_job.background.{dbname}",
                 daemon=True,

@@ -39,6 +39,8 @@ class QueueJobRun(models.Model):
             ("empty", "Queue empty"),
             ("batch_size", "Batch size"),
             ("time", "Time budget"),
+            ("contention", "Other runners"),
+            ("error", "Error"),
         ],
         readonly=True,
     )

@@ -19,6 +19,7 @@ import time
 import traceback
 
 from battery import bad_input
+from committing import committing_jobs
 from harness import Stress
 from odoo_server import Database, Failure, OdooServer
 from scenarios import (
@@ -36,6 +37,7 @@ SCENARIOS = [
     ("budget", budget_holds),
     ("bad-input", bad_input),
     ("slow-db", slow_database),
+    ("committing", committing_jobs),
 ]
 
 # Lines of the server log at ERROR or above that the scenarios cause on purpose.

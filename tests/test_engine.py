@@ -10,6 +10,7 @@ from odoo.tools import SQL, config, mute_logger
 from odoo.addons.queue_job.delay import chain
 
 from ..engine import job_locks
+from ..engine.scopes import TRIGGERED_KEY
 from ..engine.settings import cron_time_cap
 from .common import JOB_LOGGER, QueueJobCase, second_cursor
 
@@ -177,12 +178,26 @@ class TestOutcomes(QueueJobCase):
         self.assertEqual(stats.processed, 0)
         self.assertEqual(later.state, "pending")
 
-    def test_queue_order_is_priority_then_eta_then_creation(self):
+    def test_queue_order_is_priority_then_creation(self):
         low = self.enqueue(1, priority=20)
         high = self.enqueue(1, priority=1)
         stats = self.run_runner(batch_size=1)
         self.assertEqual(stats.job_ids, high.ids)
         self.assertEqual(low.state, "pending")
+
+    def test_a_due_eta_does_not_jump_the_queue(self):
+        """queue_job's order: a job postponed by a retry (a past eta) keeps its place
+        behind older jobs of its priority."""
+        older = self.enqueue(1)
+        newer = self.enqueue(1)
+        newer.write({"eta": fields.Datetime.now() - timedelta(minutes=1)})
+        self.env.cr.execute(
+            "UPDATE queue_job SET date_created = date_created + interval '1 second' "
+            "WHERE id = %s",
+            [newer.id],
+        )
+        stats = self.run_runner()
+        self.assertEqual(stats.job_ids, (older | newer).ids)
 
     def test_specific_job_is_acquired_only_when_eligible(self):
         job = self.enqueue(1)
@@ -294,7 +309,7 @@ class TestTriggers(QueueJobCase):
 
     def test_writing_eta_or_requeueing_creates_a_trigger(self):
         job = self.enqueue(1)
-        self.env.cr.precommit.data.pop("deltatech_queue_job.triggered", None)
+        self.env.cr.postcommit.data.pop(TRIGGERED_KEY, None)
         before = self.env["ir.cron.trigger"].search([])
         eta = fields.Datetime.now() + timedelta(hours=3)
         job.write({"eta": eta})
@@ -302,7 +317,7 @@ class TestTriggers(QueueJobCase):
         self.assertEqual(len(new), 2)
         self.assertTrue(all(t.call_at >= eta for t in new))
         job._process()
-        self.env.cr.precommit.data.pop("deltatech_queue_job.triggered", None)
+        self.env.cr.postcommit.data.pop(TRIGGERED_KEY, None)
         job.write({"eta": False})
         before = self.env["ir.cron.trigger"].search([])
         job.requeue()
@@ -310,7 +325,7 @@ class TestTriggers(QueueJobCase):
 
     def test_done_job_write_creates_no_trigger(self):
         job = self.enqueue(1)
-        self.env.cr.precommit.data.pop("deltatech_queue_job.triggered", None)
+        self.env.cr.postcommit.data.pop(TRIGGERED_KEY, None)
         before = self.env["ir.cron.trigger"].search([])
         job._process()
         self.assertEqual(job.state, "done")
@@ -364,5 +379,5 @@ class TestHousekeeping(QueueJobCase):
         self.env.cr.execute("ANALYZE queue_job")
         self.env.cr.execute(SQL("EXPLAIN %s", job_locks.acquire_sql()))
         plan = "\n".join(row[0] for row in self.env.cr.fetchall())
-        self.assertIn("deltatech_queue_job_pending_acquire_index", plan)
+        self.assertIn(job_locks.ACQUIRE_INDEX, plan)
         self.assertNotIn("Sort", plan)

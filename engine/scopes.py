@@ -1,0 +1,74 @@
+# License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
+"""The transactional scopes a job runs in.
+
+An ordinary job runs in a savepoint of its runner's transaction, under
+:func:`forbid_commit`; a job allowed to commit runs in :func:`rollback_on_error`,
+outside any savepoint (a commit would end it).
+"""
+
+from contextlib import contextmanager
+
+from ..exception import CommitForbiddenError
+
+# Per transaction: the moments for which cron triggers were already created (see
+# queue.job._ensure_cron_trigger). Kept in cr.postcommit.data, which lives until the
+# transaction ends (precommit data is cleared by every flushing savepoint).
+TRIGGERED_KEY = "deltatech_queue_job.triggered"
+
+
+@contextmanager
+def forbid_commit(cr):
+    """Make ``cr.commit()`` and ``cr.rollback()`` raise CommitForbiddenError.
+
+    Yields the list of refused calls: a job that catches the error and goes on is still
+    failed by its runner (what it meant to commit must not be committed by the runner
+    as if nothing happened).
+    """
+    refused = []
+
+    def refuse(what):
+        def refused_call(*_args, **_kwargs):
+            refused.append(what)
+            raise CommitForbiddenError(what)
+
+        return refused_call
+
+    # The cursor's own attributes, if any (a test cursor may have some), else None.
+    own = {name: vars(cr).get(name) for name in ("commit", "rollback")}
+    cr.commit = refuse("commit")
+    cr.rollback = refuse("rollback")
+    try:
+        yield refused
+    finally:
+        for name, value in own.items():
+            if value is None:
+                delattr(cr, name)
+            else:
+                setattr(cr, name, value)
+
+
+@contextmanager
+def guarded_savepoint(cr):
+    """A savepoint the job cannot escape: its commits are refused, its failure rolls
+    back its own writes only."""
+    try:
+        with cr.savepoint(), forbid_commit(cr) as refused:
+            yield
+            if refused:
+                raise CommitForbiddenError(refused[0])
+    except BaseException:
+        # The triggers the job created were rolled back with it: later jobs of this
+        # transaction must create theirs again.
+        cr.postcommit.data.pop(TRIGGERED_KEY, None)
+        raise
+
+
+@contextmanager
+def rollback_on_error(cr):
+    """The scope of a job allowed to commit: on failure, what it left uncommitted is
+    rolled back (its own commits stay: that is what allowing them means)."""
+    try:
+        yield
+    except BaseException:
+        cr.rollback()
+        raise

@@ -1,0 +1,315 @@
+# License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
+"""Real jobs: commits inside jobs, queue_job's store path and hooks, edge cases of
+the acquisition and of the run."""
+
+import os
+import signal
+import threading
+from unittest.mock import patch
+
+from odoo.tests import tagged
+from odoo.tools import config, mute_logger
+
+from odoo.addons.queue_job import exception as queue_job_exception
+from odoo.addons.queue_job.job import Job
+
+from ..engine import job_locks
+from ..engine.scopes import TRIGGERED_KEY
+from ..engine.settings import http_time_cap
+from ..models import queue_job_actions
+from .common import JOB_LOGGER, CommittedQueueCase, QueueJobCase, wait_for
+
+COMMIT = "env.cr.commit()"
+PARTNER_WRITE = "env['res.partner'].browse({pid}).write({{'comment': 'touched'}})\n"
+
+
+@tagged("post_install", "-at_install")
+class TestCommitGuard(QueueJobCase):
+    def setUp(self):
+        super().setUp()
+        self.partner = self.env["res.partner"].create({"name": "guarded"})
+
+    def _run_between_neighbours(self, body):
+        first = self.enqueue(1)
+        bad = self.enqueue_code(PARTNER_WRITE.format(pid=self.partner.id) + body)
+        last = self.enqueue(1)
+        with mute_logger(JOB_LOGGER, "odoo.sql_db"):
+            stats = self.run_runner()
+        self.assertEqual((stats.done, stats.failed), (2, 1))
+        self.assertEqual((first.state, last.state), ("done", "done"))
+        self.assertEqual(bad.state, "failed")
+        self.partner.invalidate_recordset()
+        self.assertFalse(self.partner.comment, "the failed job's writes are undone")
+        return bad
+
+    def test_commit_in_a_job_fails_that_job_alone(self):
+        bad = self._run_between_neighbours(COMMIT)
+        self.assertIn("Commit is forbidden in queue jobs", bad.exc_info)
+        self.assertIn("Allow Commit", bad.exc_info)
+
+    def test_rollback_in_a_job_fails_that_job_alone(self):
+        bad = self._run_between_neighbours("env.cr.rollback()")
+        self.assertIn("a rollback would end", bad.exc_info)
+
+    def test_a_swallowed_commit_still_fails_the_job(self):
+        bad = self._run_between_neighbours(
+            "try:\n    env.cr.commit()\nexcept Exception:\n    pass\n"
+        )
+        self.assertIn("Commit is forbidden in queue jobs", bad.exc_info)
+
+    def test_the_cursor_is_given_back_its_commit_after_the_job(self):
+        commit, rollback = self.env.cr.commit, self.env.cr.rollback
+        self._run_between_neighbours(COMMIT)
+        self.assertEqual(self.env.cr.commit, commit, "the guard is removed")
+        self.assertEqual(self.env.cr.rollback, rollback)
+
+
+@tagged("post_install", "-at_install")
+class TestQueueJobContract(QueueJobCase):
+    def test_outcomes_go_through_the_store_values_hooks(self):
+        model = self.env["test.queue.job"]
+        done = self.jobs_of([model.with_delay().testing_method(1)])
+        failed = self.jobs_of(
+            [model.with_delay(max_retries=1).testing_method(raise_retry=True)]
+        )
+        with mute_logger(JOB_LOGGER):
+            self.run_runner()
+        self.assertEqual(done.additional_info, "JUST_TESTING")
+        self.assertEqual(failed.state, "failed")
+        self.assertEqual(failed.additional_info, "JUST_TESTING_BUT_FAILED")
+
+    def test_no_queue_job_lock_row_is_written(self):
+        """queue_job 18.0.2+'s set_started() inserts the row its own runner locks;
+        this runner has its own locks and does not pay that statement."""
+        job = self.enqueue(1)
+        self.run_runner()
+        self.assertEqual(job.state, "done")
+        self.assertEqual(job.worker_pid, os.getpid())
+        self.assertTrue(job.date_started)
+        self.env.cr.execute("SELECT to_regclass('queue_job_lock')")
+        if self.env.cr.fetchone()[0]:
+            self.env.cr.execute(
+                "SELECT count(*) FROM queue_job_lock WHERE queue_job_id = %s", [job.id]
+            )
+            self.assertEqual(self.env.cr.fetchone()[0], 0)
+        else:
+            self.assertFalse(hasattr(Job, "add_lock_record"))
+
+    def test_queue_jobs_own_nothing_to_do_is_done(self):
+        upstream = getattr(queue_job_exception, "NothingToDoJob", None)
+        job = self.enqueue(1)
+        if upstream is None:
+            # queue_job 18.0.1.7 has none: this addon's class is the only one.
+            self.assertFalse(hasattr(queue_job_exception, "NothingToDoJob"))
+            return
+        with patch.object(Job, "perform", side_effect=upstream("nothing to do")):
+            stats = self.run_runner()
+        self.assertEqual((stats.done, stats.failed), (1, 0))
+        self.assertEqual(job.result, "nothing to do")
+
+    def test_failure_values_are_built_as_queue_job_does(self):
+        job = self.enqueue_code("raise UserError('broken')")
+        with mute_logger(JOB_LOGGER):
+            stats = self.run_runner()
+        self.assertEqual(stats.failed, 1)
+        self.assertEqual(job.state, "failed")
+        self.assertEqual(job.exc_message, "broken")
+        self.assertEqual(job.exc_name, "odoo.exceptions.UserError")
+
+
+@tagged("post_install", "-at_install")
+class TestRunEdges(QueueJobCase):
+    def test_trigger_deduplication_survives_flushing_savepoints(self):
+        before = self.env["ir.cron.trigger"].search([])
+        self.env.cr.postcommit.data.pop(TRIGGERED_KEY, None)
+        self.enqueue(1)
+        with self.env.cr.savepoint():
+            self.env["res.partner"].create({"name": "flushed"})
+        self.enqueue(1)
+        new = self.env["ir.cron.trigger"].search([]) - before
+        self.assertEqual(len(new), len(self.queue_job._runner_crons()))
+
+    def test_run_blocked_by_full_channels_leaves_a_trigger(self):
+        self.enqueue(2, channel="root.narrow")
+        blocker = job_locks.channel_lock_key("root.narrow")
+        with self.env.registry.cursor() as other:
+            other.execute("SELECT pg_advisory_xact_lock(%s, 0)", [blocker])
+            before = self.env["ir.cron.trigger"].search([])
+            self.env["ir.config_parameter"].set_param(
+                "deltatech_queue_job.channels", "root.narrow:1"
+            )
+            stats = self.run_runner()
+            other.rollback()
+        self.assertEqual(stats.processed, 0)
+        self.assertEqual(stats.stopped_by, "contention")
+        self.assertTrue(self.env["ir.cron.trigger"].search([]) - before)
+
+    def test_default_acquisition_keeps_the_callers_work(self):
+        self.enqueue(1, channel="root.narrow")
+        partner = self.env["res.partner"].create({"name": "caller's work"})
+        blocker = job_locks.channel_lock_key("root.narrow")
+        with self.env.registry.cursor() as other:
+            other.execute("SELECT pg_advisory_xact_lock(%s, 0)", [blocker])
+            job = self.queue_job._acquire_one_job(capacities={"root.narrow": 1})
+            other.rollback()
+        self.assertFalse(job)
+        self.assertTrue(partner.exists(), "nothing was rolled back")
+
+    def test_a_run_that_raises_is_recorded(self):
+        self.enqueue(3)
+        calls = []
+        original = type(self.queue_job)._dqj_acquire
+
+        def acquire_then_break(model, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError("engine broke")
+            return original(model, *args, **kwargs)
+
+        runs = self.env["queue.job.run"].search([])
+        with (
+            patch.object(type(self.queue_job), "_dqj_acquire", acquire_then_break),
+            self.assertRaisesRegex(RuntimeError, "engine broke"),
+        ):
+            self.run_runner()
+        run = self.env["queue.job.run"].search([]) - runs
+        self.assertEqual(run.stopped_by, "error")
+        self.assertEqual(run.processed, 1)
+
+    def test_background_thread_stays_within_the_http_time_limit(self):
+        self.enqueue(1)
+        with patch.dict(config.options, {"limit_time_real": 30}):
+            thread = None
+            with patch.object(threading.Thread, "start"):
+                self.queue_job.sudo().action_process_in_background()
+                thread = self.queue_job._dqj_background_thread()
+                budget = thread._args[2]
+            self.assertLessEqual(budget, http_time_cap())
+        queue_job_actions._background_threads.pop(self.env.cr.dbname, None)
+
+
+@tagged("post_install", "-at_install")
+class TestAcquisitionRaces(CommittedQueueCase):
+    def test_savepoint_mode_passes_over_a_lost_race(self):
+        with self.committed() as env:
+            jobs = self.enqueue(3, env=env)
+        with self.committed() as env_a, self.committed() as env_b:
+            env_b.cr.execute("SELECT 1")  # B's snapshot starts here
+            env_a["queue.job"]._acquire_one_job(commit=True)._process(commit=True)
+            job = env_b["queue.job"]._acquire_one_job()  # savepoint mode
+            self.assertEqual(job.id, jobs.ids[1])
+
+
+RUNNER_SCRIPT = """
+stats = env["queue.job"]._job_runner(batch_size=1000, max_seconds=300, source="manual")
+env.cr.commit()
+print("STATS", stats.processed, stats.done, stats.failed, stats.postponed)
+"""
+
+
+@tagged("post_install", "-at_install")
+class TestCommittingJobs(CommittedQueueCase):
+    def setUp(self):
+        super().setUp()
+        with self.committed() as env:
+            function = env["queue.job.function"].search(
+                [("name", "=", "<ir.actions.server>.run")]
+            )
+            self.had_function = bool(function)
+            if not function:
+                function = env["queue.job.function"].create(
+                    {
+                        "model_id": env.ref("base.model_ir_actions_server").id,
+                        "method": "run",
+                    }
+                )
+            function.allow_commit = True
+            self.function_id = function.id
+        self.addCleanup(self._drop_function)
+
+    def _drop_function(self):
+        with self.committed() as env:
+            function = env["queue.job.function"].browse(self.function_id)
+            if self.had_function:
+                function.allow_commit = False
+            else:
+                function.unlink()
+
+    def test_committing_job_runs_once_and_writes_its_own_row(self):
+        body = (
+            "env.cr.commit()\n"
+            "env.cr.execute(\"SET LOCAL lock_timeout = '3s'\")\n"
+            "env.cr.execute(\"UPDATE queue_job SET exc_message = 'progress 50%%' "
+            "WHERE uuid = %s\", [env.context['job_uuid']])\n"
+            "env.cr.commit()"
+        )
+        with self.committed() as env:
+            jobs = self.enqueue_effect_jobs(env, 2, body=body)
+            plain = self.enqueue(1, env=env)
+            job_uuids = jobs.mapped("uuid")
+        with self.committed() as env:
+            stats = env["queue.job"]._job_runner(source="manual")
+            self.assertEqual((stats.done, stats.failed, stats.postponed), (3, 0, 0))
+        with self.committed() as env:
+            states = env["queue.job"].browse((jobs | plain).ids).mapped("state")
+            self.assertEqual(states, ["done"] * 3)
+            self.assertFalse(
+                any(env["queue.job"].browse(jobs.ids).mapped("dqj_committing"))
+            )
+            uuids = [uuid for uuid, *_rest in self.effects(env)]
+            self.assertCountEqual(uuids, job_uuids, "each ran once")
+
+    def test_committing_job_that_raises_fails_alone(self):
+        with self.committed() as env:
+            jobs = self.enqueue_effect_jobs(env, 1, body="env.cr.commit()\n1 / 0")
+            plain = self.enqueue(1, env=env)
+        with self.committed() as env, mute_logger(JOB_LOGGER):
+            stats = env["queue.job"]._job_runner(source="manual")
+        self.assertEqual((stats.done, stats.failed), (1, 1))
+        with self.committed() as env:
+            job = env["queue.job"].browse(jobs.id)
+            self.assertEqual(job.state, "failed")
+            self.assertIn("ZeroDivisionError", job.exc_info)
+            self.assertEqual(env["queue.job"].browse(plain.id).state, "done")
+            self.assertEqual(len(self.effects(env)), 1, "its commit is kept")
+
+    def test_killed_worker_requeues_its_committing_job_once(self):
+        body = "env.cr.commit()\nenv.cr.execute('SELECT pg_sleep(30)')"
+        with self.committed() as env:
+            job = self.enqueue_effect_jobs(env, 1, body=body)
+            job_uuid = job.uuid
+        proc = self.start_runner_process(RUNNER_SCRIPT)
+        with self.committed() as observer:
+            record = observer["queue.job"].browse(job.id)
+
+            def committed_effect():
+                observer.cr.rollback()
+                return self.effects(observer)
+
+            wait_for(committed_effect, timeout=90, message="the job's first commit")
+            record.invalidate_recordset()
+            self.assertEqual(record.state, "started")
+            self.assertTrue(record.dqj_running)
+            self.assertEqual(
+                observer["queue.job"]._dqj_requeue_dead_jobs(),
+                [],
+                "a live worker's job is left alone",
+            )
+            observer.cr.commit()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        with self.committed() as env:
+
+            def requeued():
+                env.cr.rollback()
+                return env["queue.job"]._dqj_requeue_dead_jobs()
+
+            with mute_logger(JOB_LOGGER):
+                uuids = wait_for(requeued, timeout=60, message="the dead job's lock")
+            self.assertEqual(uuids, [job_uuid])
+            env.cr.commit()
+            self.assertEqual(env["queue.job"]._dqj_requeue_dead_jobs(), [], "once")
+            record = env["queue.job"].browse(job.id)
+            self.assertEqual(record.state, "pending")
+            self.assertFalse(record.dqj_committing)
+            self.assertEqual(record.retry, 1, "the death counts as a try")
