@@ -79,20 +79,44 @@ def drop_acquire_index(cr):
         cr.execute(SQL("DROP INDEX IF EXISTS %s", SQL.identifier(name)))
 
 
-def _compose_acquire_sql(job_id=None, exclude_channels=(), exclude_ids=()):
+def _channel_excluded(channel):
+    """Jobs outside ``channel`` and its subchannels (a job without one is in root)."""
+    if channel == "root":
+        return SQL("FALSE")
+    return SQL(
+        "(channel IS NULL OR (channel != %s AND channel NOT LIKE %s))",
+        channel,
+        channel.replace("_", r"\_").replace("%", r"\%") + ".%",
+    )
+
+
+def _sequence_kept(channel):
+    """In a sequential channel only its first pending job in queue order may start
+    (whether due or not: a later job never overtakes it), and none while the channel
+    has a failed job, as in queue_job's own runner. The channel's capacity of 1 (a
+    slot lock) keeps it to one job at a time across runners."""
+    return SQL(
+        """(channel IS DISTINCT FROM %(c)s OR (
+            id = (SELECT head.id FROM queue_job head
+                  WHERE head.state = 'pending' AND head.channel = %(c)s
+                  ORDER BY head.priority, head.date_created, head.id LIMIT 1)
+            AND NOT EXISTS (SELECT 1 FROM queue_job failed
+                            WHERE failed.state = 'failed'
+                              AND failed.channel = %(c)s)))""",
+        c=channel,
+    )
+
+
+def _compose_acquire_sql(
+    job_id=None, exclude_channels=(), exclude_ids=(), sequential=()
+):
     conditions = [ELIGIBLE]
     if job_id is not None:
         conditions.append(SQL("id = %s", job_id))
     if exclude_ids:
         conditions.append(SQL("id != ALL(%s)", list(exclude_ids)))
-    for channel in exclude_channels:
-        conditions.append(
-            SQL(
-                "(channel IS NULL OR (channel != %s AND channel NOT LIKE %s))",
-                channel,
-                channel.replace("_", r"\_").replace("%", r"\%") + ".%",
-            )
-        )
+    conditions.extend(_channel_excluded(channel) for channel in exclude_channels)
+    conditions.extend(_sequence_kept(channel) for channel in sorted(sequential))
     # The CTE locks one row; the outer SELECT runs once, for that row only, and takes
     # the 'running' advisory lock. Ordered as ACQUIRE_INDEX.
     return SQL(
@@ -114,18 +138,20 @@ def _compose_acquire_sql(job_id=None, exclude_channels=(), exclude_ids=()):
 _ACQUIRE_NEXT_SQL = _compose_acquire_sql()
 
 
-def acquire_sql(job_id=None, exclude_channels=(), exclude_ids=()):
-    if job_id is None and not exclude_channels and not exclude_ids:
+def acquire_sql(job_id=None, exclude_channels=(), exclude_ids=(), sequential=()):
+    if job_id is None and not exclude_channels and not exclude_ids and not sequential:
         return _ACQUIRE_NEXT_SQL  # the hot path, composed once
-    return _compose_acquire_sql(job_id, exclude_channels, exclude_ids)
+    return _compose_acquire_sql(job_id, exclude_channels, exclude_ids, sequential)
 
 
-def _first_eligible_id(cr, job_id, exclude_channels, exclude_ids):
+def _first_eligible_id(cr, job_id, exclude_channels, exclude_ids, sequential):
     """The job the acquisition would lock, read without locking (this snapshot)."""
     conditions = SQL(" AND ").join(
         [ELIGIBLE]
         + ([SQL("id = %s", job_id)] if job_id is not None else [])
         + ([SQL("id != ALL(%s)", list(exclude_ids))] if exclude_ids else [])
+        + [_channel_excluded(channel) for channel in exclude_channels]
+        + [_sequence_kept(channel) for channel in sorted(sequential)]
     )
     cr.execute(
         SQL(
@@ -150,7 +176,7 @@ class Acquired:
         self.contended = contended
 
 
-def lock_job(cr, job_id=None, commit=False, capacities=None):
+def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None):
     """Lock the next eligible job (or job ``job_id``); return an :class:`Acquired`.
 
     Odoo cursors run at REPEATABLE READ: when another runner committed a change to the
@@ -163,14 +189,23 @@ def lock_job(cr, job_id=None, commit=False, capacities=None):
     sees a fresh snapshot. Without, a savepoint keeps the caller's work and the snapshot
     stays: the row that lost the race is looked up (without a lock) and passed over.
     Either way, rolling back is what releases the row lock when a channel is full.
+
+    ``rules`` (a ChannelRules): its paused channels are never taken from, its
+    sequential ones keep their order; its capacities are used when ``capacities`` is
+    not given.
     """
+    paused = sorted(rules.paused) if rules else []
+    sequential = rules.sequential if rules else ()
+    if capacities is None and rules is not None:
+        capacities = rules.capacities
     blocked = []
     lost = []
     for _attempt in range(ACQUIRE_RETRIES):
         try:
             with _Attempt(cr, commit):
                 # A lost race is expected here: not worth an ERROR in the log.
-                cr.execute(acquire_sql(job_id, blocked, lost), log_exceptions=False)
+                sql = acquire_sql(job_id, paused + blocked, lost, sequential)
+                cr.execute(sql, log_exceptions=False)
                 row = cr.fetchone()
                 if row and capacities:
                     full = take_channel_slots(cr, row[1], capacities)
@@ -184,7 +219,9 @@ def lock_job(cr, job_id=None, commit=False, capacities=None):
         except TransactionRollbackError:
             _logger.debug("job acquisition lost a race, looking again")
             if not commit:
-                taken = _first_eligible_id(cr, job_id, blocked, lost)
+                taken = _first_eligible_id(
+                    cr, job_id, paused + blocked, lost, sequential
+                )
                 if taken is None:
                     return Acquired(contended=True)
                 lost.append(taken)

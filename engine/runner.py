@@ -84,7 +84,8 @@ class BudgetedRunner:
     :param commit: commit after each job (the lock of a job lasts until its commit)
     :param cron_cap: under the cron, seconds the whole cron run may last (below
         ``limit_time_real_cron``); Odoo may call the runner several times in that run
-    :param capacities: channel capacities, ``{channel: n}`` (settings read once)
+    :param rules: the channels' ChannelRules (capacities, pauses, sequences), read
+        once for the run
     :param async_commit: commit each job without waiting for its WAL flush (the
         batch's last commit waits, so at most this batch is at risk if PostgreSQL
         itself crashes; its jobs would then be pending again, effects and state
@@ -101,7 +102,7 @@ class BudgetedRunner:
         commit=True,
         source="cron",
         cron_cap=None,
-        capacities=None,
+        rules=None,
         job_ids=None,
         async_commit=False,
     ):
@@ -111,7 +112,7 @@ class BudgetedRunner:
         self.commit = commit
         self.source = source
         self.cron_cap = cron_cap
-        self.capacities = capacities or {}
+        self.rules = rules
         self.job_ids = None if job_ids is None else sorted(set(job_ids))
         self.async_commit = async_commit and commit
         self._contended = False
@@ -214,13 +215,13 @@ class BudgetedRunner:
         run now (counted as skipped); None when there is nothing more to take."""
         if selection is None:
             job, self._contended = self.model._dqj_acquire(
-                commit=self.commit, capacities=self.capacities
+                commit=self.commit, rules=self.rules
             )
             return job or None
         if not selection:
             return None
         job, _contended = self.model._dqj_acquire(
-            selection.pop(0), commit=self.commit, capacities=self.capacities
+            selection.pop(0), commit=self.commit, rules=self.rules
         )
         if not job:
             stats.skipped += 1

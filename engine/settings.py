@@ -6,7 +6,7 @@ values they got from :func:`read_settings` (or explicit ones, checked by the sam
 bounds) to the runner and never read parameters themselves.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from odoo.tools import config
 
@@ -76,13 +76,68 @@ def check_int(name, value):
     return value
 
 
+@dataclass(frozen=True)
+class ChannelRules:
+    """What limits the channels: ``capacities`` (``{channel: n}``, each running job
+    holds a slot of its channel and of its parents), ``paused`` (channels whose jobs,
+    subchannels included, do not start) and ``sequential`` (channels whose jobs run one
+    at a time, in queue order, and stop at a failed job), as queue_job's own runner."""
+
+    capacities: dict = field(default_factory=dict)
+    paused: frozenset = frozenset()
+    sequential: frozenset = frozenset()
+
+    def merged(self, other):
+        """Both sets of rules at once: the smaller capacity, every pause and
+        sequence."""
+        capacities = dict(self.capacities)
+        for name, capacity in other.capacities.items():
+            capacities[name] = min(capacity, capacities.get(name, capacity))
+        for name in self.sequential | other.sequential:
+            capacities[name] = 1
+        return ChannelRules(
+            capacities,
+            self.paused | other.paused,
+            self.sequential | other.sequential,
+        )
+
+
+def anchor_channel(name):
+    """Channel names that do not start at ``root`` are anchored there."""
+    return name if name == "root" or name.startswith("root.") else "root." + name
+
+
+def parse_channel_rules(text):
+    """Parse queue_job's ``channels`` syntax into :class:`ChannelRules`.
+
+    ``"root:4,root.mail:1:sequential,root.sync:1:paused"``; a channel without a
+    capacity gets 1, like queue_job's own runner. Other options
+    (``root.x:2:throttle=1``) are ignored: this runner does not throttle.
+    """
+    capacities = parse_channels(text)
+    paused, sequential = set(), set()
+    for raw in (text or "").split(","):
+        parts = [part.strip() for part in raw.split(":")]
+        if len(parts) < 3 or not parts[0]:
+            continue
+        name = anchor_channel(parts[0])
+        options = set(parts[2:])
+        if "paused" in options:
+            paused.add(name)
+        if "sequential" in options:
+            sequential.add(name)
+    return ChannelRules({}, frozenset(paused), frozenset(sequential)).merged(
+        ChannelRules(capacities)
+    )
+
+
 def parse_channels(text):
     """Parse queue_job's ``channels`` syntax into ``{channel: capacity}``.
 
     ``"root:4,root.mail:1"`` gives ``{"root": 4, "root.mail": 1}``; a channel without
     a capacity (``"root.x"``) gets 1, like queue_job's own runner. Channel names that do
     not start at ``root`` are anchored there. Options after the capacity
-    (``root.x:2:throttle=1``) are ignored: this runner does not throttle.
+    (``root.x:2:sequential``) are read by :func:`parse_channel_rules`.
     """
     capacities = {}
     for raw in (text or "").split(","):
@@ -93,8 +148,7 @@ def parse_channels(text):
         name = parts[0].strip()
         if not name:
             raise SettingsError("channels", f"invalid channel specification {item!r}")
-        if name != "root" and not name.startswith("root."):
-            name = "root." + name
+        name = anchor_channel(name)
         capacity = 1
         if len(parts) > 1 and parts[1].strip():
             cap = parts[1].strip()
@@ -174,6 +228,12 @@ class RunnerSettings:
     @property
     def channel_capacities(self):
         return parse_channels(self.channels)
+
+    @property
+    def channel_rules(self):
+        """The rules of the settings' channels (queue_job 18.0.4's channel records
+        add theirs: queue.job.channel._dqj_channel_rules)."""
+        return parse_channel_rules(self.channels)
 
 
 def _read_int(params, key, name):

@@ -2,6 +2,7 @@ from . import ir_actions_server
 from . import ir_cron
 from . import queue_job
 from . import queue_job_function
+from . import queue_job_channel
 from . import queue_job_run
 from . import queue_job_stats
 from . import queue_job_actions

@@ -127,14 +127,25 @@ class QueueJob(models.Model):
     # ------------------------------------------------------------------ acquisition
     # The SQL, its locks and why they are safe: see engine/job_locks.py.
 
-    def _dqj_acquire(self, job_id=None, commit=False, capacities=None):
+    def _dqj_acquire(self, job_id=None, commit=False, capacities=None, rules=None):
         """Lock a job; return it (or an empty set) and whether other runners were
-        contending for the jobs it passed over (see job_locks.Acquired)."""
-        if capacities is None:
-            capacities = read_settings(self.env).channel_capacities
+        contending for the jobs it passed over (see job_locks.Acquired).
+
+        ``rules``: the channels' ChannelRules when the caller already has them, as the
+        runner does once per batch; ``capacities`` replaces their capacities."""
+        if rules is None:
+            rules = self._dqj_channel_rules()
         self.env.flush_all()  # the SQL below must see the caller's pending writes
-        acquired = job_locks.lock_job(self.env.cr, job_id, commit, capacities)
+        acquired = job_locks.lock_job(self.env.cr, job_id, commit, capacities, rules)
         return self.browse(acquired.job_id or []), acquired.contended
+
+    @api.model
+    def _dqj_channel_rules(self):
+        """Channel capacities, pauses and sequences: the settings' channels and, from
+        queue_job 18.0.4 on, the channel records' options, counted together."""
+        return read_settings(self.env).channel_rules.merged(
+            self.env["queue.job.channel"]._dqj_channel_rules()
+        )
 
     def _acquire(self, job_id=None, commit=False, capacities=None):
         return self._dqj_acquire(job_id, commit, capacities)[0]
@@ -422,7 +433,7 @@ class QueueJob(models.Model):
             commit=commit,
             source=source,
             cron_cap=cron_time_cap() if in_cron else None,
-            capacities=settings.channel_capacities,
+            rules=self._dqj_channel_rules(),
             job_ids=job_ids,
             async_commit=settings.async_commit,
         )

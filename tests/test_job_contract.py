@@ -15,7 +15,7 @@ from odoo.addons.queue_job.job import Job
 
 from ..engine import job_locks
 from ..engine.scopes import TRIGGERED_KEY
-from ..engine.settings import http_time_cap
+from ..engine.settings import ChannelRules, http_time_cap, parse_channel_rules
 from ..models import queue_job_actions
 from .common import JOB_LOGGER, CommittedQueueCase, QueueJobCase, wait_for
 
@@ -313,3 +313,64 @@ class TestCommittingJobs(CommittedQueueCase):
             self.assertEqual(record.state, "pending")
             self.assertFalse(record.dqj_committing)
             self.assertEqual(record.retry, 1, "the death counts as a try")
+
+
+@tagged("post_install", "-at_install")
+class TestChannelRules(QueueJobCase):
+    def _set_channels(self, text):
+        self.env["ir.config_parameter"].set_param("deltatech_queue_job.channels", text)
+
+    def test_options_are_read_in_queue_jobs_syntax(self):
+        rules = parse_channel_rules("root:4,mail:2:sequential,root.sync:3:paused")
+        self.assertEqual(rules.capacities, {"root": 4, "root.mail": 1, "root.sync": 3})
+        self.assertEqual(rules.sequential, {"root.mail"})
+        self.assertEqual(rules.paused, {"root.sync"})
+
+    def test_paused_channel_and_its_subchannels_never_start(self):
+        held = self.enqueue(1, channel="root.hold") | self.enqueue(
+            1, channel="root.hold.sub"
+        )
+        free = self.enqueue(1, channel="root.holdout")
+        self._set_channels("root.hold:2:paused")
+        stats = self.run_runner()
+        self.assertEqual(stats.job_ids, free.ids)
+        self.assertEqual(set(held.mapped("state")), {"pending"})
+
+    def test_sequential_channel_waits_for_its_head(self):
+        self._set_channels("root.seq:1:sequential")
+        head = self.enqueue(1, channel="root.seq", eta=3600)
+        later = self.enqueue(2, channel="root.seq")
+        other = self.enqueue(1, channel="root.other")
+        stats = self.run_runner()
+        self.assertEqual(stats.job_ids, other.ids, "nothing overtakes the head")
+        head.write({"eta": False})
+        stats = self.run_runner()
+        self.assertEqual(stats.job_ids, (head | later).ids, "then in queue order")
+
+    def test_sequential_channel_stops_at_a_failed_job(self):
+        self._set_channels("root.seq:1:sequential")
+        broken = self.enqueue(1, channel="root.seq")
+        waiting = self.enqueue(1, channel="root.seq")
+        broken.write({"state": "failed"})
+        stats = self.run_runner()
+        self.assertEqual(stats.processed, 0)
+        self.assertEqual(waiting.state, "pending")
+        broken.requeue()
+        stats = self.run_runner()
+        self.assertEqual(stats.job_ids, (broken | waiting).ids)
+
+    def test_channel_records_options_count_with_the_settings(self):
+        channel_model = self.env["queue.job.channel"]
+        if "paused" not in channel_model._fields:
+            # queue_job before 18.0.4: channel records have no runner options.
+            self.assertEqual(channel_model._dqj_channel_rules(), ChannelRules())
+            return
+        root = self.env.ref("queue_job.channel_root")
+        channel_model.create({"name": "recorded", "parent_id": root.id, "paused": True})
+        self._set_channels("root.capped:1")
+        rules = self.queue_job._dqj_channel_rules()
+        self.assertIn("root.recorded", rules.paused)
+        self.assertEqual(rules.capacities.get("root.capped"), 1)
+        held = self.enqueue(1, channel="root.recorded")
+        stats = self.run_runner()
+        self.assertNotIn(held.id, stats.job_ids)
