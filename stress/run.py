@@ -20,6 +20,7 @@ import traceback
 
 from battery import bad_input
 from harness import Stress
+from jobrunner_beside import jobrunner_beside
 from odoo_server import Database, Failure, OdooServer
 from scenarios import (
     budget_holds,
@@ -36,6 +37,7 @@ SCENARIOS = [
     ("budget", budget_holds),
     ("bad-input", bad_input),
     ("slow-db", slow_database),
+    ("jobrunner-beside", jobrunner_beside),
 ]
 
 # Lines of the server log at ERROR or above that the scenarios cause on purpose.
