@@ -224,7 +224,7 @@ class TestJobRunnerInThisServer(TransactionCase):
         with mock.patch.dict(os.environ, {"ODOO_QUEUE_JOB_CHANNELS": "root:0"}):
             self.assertFalse(queue_job_runner_in_this_server())
 
-    def test_warning_once_loaded_only_beside_queue_jobs_runner(self):
+    def test_loading_the_addon_warns_only_beside_queue_jobs_runner(self):
         with self.assertNoLogs(hooks.__name__, "WARNING"):
             hooks.post_load()
         with self.assertLogs(hooks.__name__, "WARNING") as logs:
