@@ -30,5 +30,6 @@
     "maintainers": ["dhongu"],
     "images": ["static/description/main_screenshot.png"],
     "installable": True,
+    "post_load": "post_load",
     "uninstall_hook": "uninstall_hook",
 }

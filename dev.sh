@@ -238,6 +238,8 @@ lifecycle_check() {
     rm -f "$log"
     if ! odoo shell -d "$db" --http-port=0 --logfile="$log" --log-level=info <<'EOF'
 module = env["ir.module.module"].search([("name", "=", "deltatech_queue_job")])
+env.cr.execute("SELECT tgname FROM pg_trigger WHERE tgname LIKE 'deltatech_queue_job%'")
+assert env.cr.fetchall(), "the enqueue guard was not installed"
 module.button_immediate_uninstall()
 env.cr.commit()
 module.invalidate_recordset()
@@ -248,6 +250,13 @@ env.cr.execute("SELECT 1 FROM pg_indexes WHERE indexname LIKE 'deltatech_queue_j
 assert not env.cr.fetchall(), "index left behind"
 env.cr.execute("SELECT 1 FROM information_schema.columns WHERE column_name LIKE 'dqj%'")
 assert not env.cr.fetchall(), "column left behind"
+env.cr.execute("SELECT tgname FROM pg_trigger WHERE tgname LIKE 'deltatech_queue_job%'")
+assert not env.cr.fetchall(), "trigger left behind"
+env.cr.execute("SELECT proname FROM pg_proc WHERE proname LIKE 'deltatech_queue_job%'")
+assert not env.cr.fetchall(), "function left behind"
+# queue_job's jobrunner checks its notification trigger the same way (one per event).
+env.cr.execute("SELECT count(*) FROM information_schema.triggers WHERE trigger_name = 'queue_job_notify'")
+assert env.cr.fetchone()[0] == 3, "queue_job's own trigger was touched"
 print("UNINSTALL-OK")
 EOF
     then

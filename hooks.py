@@ -1,8 +1,30 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 
-from .engine.job_locks import drop_acquire_index
+import logging
+
+from .engine.job_locks import drop_acquire_index, drop_enqueue_guard
+from .engine.settings import queue_job_runner_in_this_server
+
+_logger = logging.getLogger(__name__)
+
+
+def post_load():
+    """Once per process, when the addon's code is first loaded (at server start when
+    the database is given, else at its first request): say so when queue_job's own
+    jobrunner runs in this server too."""
+    if queue_job_runner_in_this_server():
+        _logger.warning(
+            "queue_job's own jobrunner also runs in this server (queue_job is a "
+            "server-wide module): it and deltatech_queue_job's runners work the same "
+            "queue. No job runs twice (the enqueue guard refuses the jobrunner's stale "
+            "enqueues), but the two compete for every job: keep one. To keep this "
+            "addon's runners only, remove queue_job from server_wide_modules (--load) "
+            "or set ODOO_QUEUE_JOB_CHANNELS=root:0."
+        )
 
 
 def uninstall_hook(env):
-    """Drop the acquire index: the ORM does not know it (created in init())."""
+    """Drop what init() created and the ORM does not know: the acquire index and the
+    enqueue guard (trigger and function)."""
     drop_acquire_index(env.cr)
+    drop_enqueue_guard(env.cr)

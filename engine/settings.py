@@ -8,7 +8,11 @@ bounds) to the runner and never read parameters themselves.
 
 from dataclasses import dataclass, field
 
+import odoo
+from odoo.service import server as odoo_server
 from odoo.tools import config
+
+from odoo.addons.queue_job.jobrunner import _is_runner_enabled
 
 PARAM_PREFIX = "deltatech_queue_job."
 PARAM_BATCH_SIZE = PARAM_PREFIX + "batch_size"
@@ -182,6 +186,23 @@ def cron_time_cap():
 def http_time_cap():
     """Budget cap under the HTTP worker's time limit, ``None`` when unlimited."""
     return limit_cap(config.get("limit_time_real"))
+
+
+def queue_job_runner_in_this_server():
+    """Whether this server also starts queue_job's own jobrunner, by queue_job's rule.
+
+    ``queue_job`` among the server-wide modules (``--load``, ``server_wide_modules``),
+    a server that serves (not ``--stop-after-init``, not ``odoo shell``), and a
+    jobrunner that queue_job considers enabled: its root channel capacity is not 0
+    (``ODOO_QUEUE_JOB_CHANNELS`` or the ``[queue_job]`` section's ``channels``; from
+    queue_job 18.0.4 also ``max_capacity``).
+    """
+    return (
+        "queue_job" in odoo.conf.server_wide_modules
+        and odoo_server.server is not None
+        and not config.get("stop_after_init")
+        and _is_runner_enabled()
+    )
 
 
 def http_run_budget(settings, params):

@@ -122,6 +122,7 @@ class QueueJob(models.Model):
     def init(self):
         res = super().init()
         job_locks.create_acquire_index(self.env.cr)
+        job_locks.create_enqueue_guard(self.env.cr)
         return res
 
     # ------------------------------------------------------------------ acquisition

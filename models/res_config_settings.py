@@ -4,6 +4,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, ValidationError
 
 from ..engine.api_key import api_key_configured, generate_api_key, revoke_api_key
+from ..engine.job_locks import queue_job_runner_attached
 from ..engine.settings import (
     BOUNDS,
     PARAM_ASYNC_COMMIT,
@@ -15,6 +16,7 @@ from ..engine.settings import (
     SettingsError,
     check_int,
     parse_channels,
+    queue_job_runner_in_this_server,
 )
 
 # settings field -> name of its bounds in engine.settings.BOUNDS
@@ -81,10 +83,21 @@ class ResConfigSettings(models.TransientModel):
         "when it is generated.",
     )
 
+    dqj_queue_job_runner_active = fields.Boolean(
+        string="queue_job's Job Runner Active",
+        readonly=True,
+        help="queue_job's own jobrunner works this database (from this server or "
+        "another one) or this server starts it: two runners compete for the same "
+        "jobs.",
+    )
+
     @api.model
     def get_values(self):
         res = super().get_values()
         res["dqj_api_key_configured"] = api_key_configured(self.env)
+        res["dqj_queue_job_runner_active"] = queue_job_runner_in_this_server() or (
+            queue_job_runner_attached(self.env.cr)
+        )
         return res
 
     @api.constrains(*INT_SETTINGS)

@@ -174,12 +174,20 @@ def odoo_env():
 
 class OdooServer:
     """``odoo`` in prefork mode on a free loopback port, in a process group of its
-    own so that it can always be stopped whole (workers, cron workers, gevent)."""
+    own so that it can always be stopped whole (workers, cron workers, gevent).
 
-    def __init__(self, db, workers=2, cron_threads=2, log_name=None):
+    ``workers=0`` is Odoo's threaded mode; ``extra_args`` (e.g. ``--load=...``) and
+    ``env`` (added to the environment) reach the server as given.
+    """
+
+    def __init__(
+        self, db, workers=2, cron_threads=2, log_name=None, extra_args=(), env=None
+    ):
         self.db = db
         self.workers = workers
         self.cron_threads = cron_threads
+        self.extra_args = list(extra_args)
+        self.env = dict(env or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = os.path.join(db.log_dir, log_name or f"{db.name}-server.log")
@@ -197,11 +205,12 @@ class OdooServer:
             f"--db-filter=^{self.db.name}$",
             f"--logfile={self.log}",
             "--log-level=info",
+            *self.extra_args,
         )
         self.proc = subprocess.Popen(
             argv,
             cwd="/",
-            env=odoo_env(),
+            env={**odoo_env(), **self.env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -21,6 +21,7 @@ import traceback
 from battery import bad_input
 from committing import committing_jobs
 from harness import Stress
+from jobrunner_beside import jobrunner_beside
 from odoo_server import Database, Failure, OdooServer
 from scenarios import (
     budget_holds,
@@ -38,6 +39,7 @@ SCENARIOS = [
     ("bad-input", bad_input),
     ("slow-db", slow_database),
     ("committing", committing_jobs),
+    ("jobrunner-beside", jobrunner_beside),
 ]
 
 # Lines of the server log at ERROR or above that the scenarios cause on purpose.

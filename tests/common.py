@@ -12,6 +12,7 @@ from odoo.tests import BaseCase, TransactionCase, get_db_name
 from odoo.tools import config
 
 from odoo.addons.queue_job.job import Job
+from odoo.addons.queue_job.jobrunner.runner import Database as JobRunnerDatabase
 
 # The runner logs each failed job at ERROR, with its traceback, like queue_job does;
 # tests that make jobs fail on purpose mute it.
@@ -93,6 +94,19 @@ def second_cursor(dbname):
     """A real second connection to the database (another transaction), as superuser."""
     with Registry(dbname).cursor() as cr:
         yield api.Environment(cr, api.SUPERUSER_ID, {})
+
+
+@contextlib.contextmanager
+def queue_job_jobrunner(dbname):
+    """queue_job's own jobrunner connection to the database (its ``Database`` class):
+    it wins the master election (holds the election lock), listens to queue_job's
+    notifications, and enqueues with its own ``set_job_enqueued``."""
+    jobrunner = JobRunnerDatabase(dbname)
+    try:
+        assert jobrunner.has_queue_job, "queue_job's jobrunner does not see queue_job"
+        yield jobrunner
+    finally:
+        jobrunner.close()
 
 
 def odoo_command(*args):
