@@ -3,8 +3,11 @@
 #
 #   ./dev.sh serve   install requirements, start PostgreSQL, create a database with the
 #                    addon and a few demo jobs, serve Odoo at http://127.0.0.1:8069
-#   ./dev.sh test    lint + static checks, then (when Odoo 18 is importable) the
-#                    install/upgrade/uninstall check and the addon's whole Odoo test suite
+#   ./dev.sh test    lint + static checks, then (when Odoo 18 is importable), for each
+#                    queue_job release of requirements-oca/: the install/upgrade/uninstall
+#                    check, the addon's whole Odoo test suite, queue_job's and
+#                    test_queue_job's suites with and without the addon, the short
+#                    stress run
 #   ./dev.sh lint    lint + static checks only (needs no Odoo)
 #   ./dev.sh bench   benchmark against OCA's queue_job_cron_jobrunner (bench/bench.py,
 #                    then bench/bench_server.py on running servers)
@@ -12,10 +15,12 @@
 #   ./dev.sh shell   an Odoo shell on the serve database
 #   ./dev.sh clean   drop this checkout's template database and .build/
 #
-# Environment knobs: DQJ_DB (serve database, default deltatech_queue_job),
-# DQJ_HTTP_PORT (serve port, default 8069), DQJ_TEST_TAGS (default /deltatech_queue_job),
-# DQJ_KEEP_DB=1 (keep the throw-away test database), DQJ_SKIP_STRESS=1 (test: skip the
-# short stress run).
+# Environment knobs: DQJ_QUEUE_JOB (queue_job release(s), comma-separated, among
+# requirements-oca/*.txt; test runs them all by default, the other commands the oldest),
+# DQJ_DB (serve database, default deltatech_queue_job), DQJ_HTTP_PORT (serve port,
+# default 8069), DQJ_TEST_TAGS (default /deltatech_queue_job), DQJ_KEEP_DB=1 (keep the
+# throw-away test database), DQJ_SKIP_STRESS=1 (test: skip the short stress run),
+# DQJ_SKIP_LIFECYCLE=1, DQJ_SKIP_QUEUE_JOB_SUITES=1 (test: skip those checks).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,26 +28,88 @@ ADDON=deltatech_queue_job
 BUILD="$HERE/.build"
 ADDONS_LINK_DIR="$BUILD/addons"
 DATA_DIR="$BUILD/data"
-LOG_DIR="$BUILD/logs"
+LOG_ROOT="$BUILD/logs"
+LOG_DIR="$LOG_ROOT"
 PY=${PYTHON:-python3}
+MATRIX=("$PY" "$HERE/tools/oca_matrix.py")
+# Every Odoo process of the tooling starts through the launcher (and the processes they
+# start, which inherit this): see tools/odoo_launcher.py.
+export DQJ_ODOO_LAUNCHER="$HERE/tools/odoo_launcher.py"
+# The queue_job release in use (use_queue_job): its version, its folder in .build/oca/.
+QJ_VERSION=""
+OCA_DIR=""
 
 say() { printf '\033[1m[dev.sh]\033[0m %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- requirements
 install_requirements() {
+    # The tools of the tests and the lint only: the OCA addons (queue_job...) are never
+    # installed into site-packages, each release goes to .build/oca/ (use_queue_job).
     mkdir -p "$BUILD"
     local stamp="$BUILD/requirements.stamp" want
-    want=$(cat "$HERE/requirements-dev.txt" "$HERE/requirements-oca.txt" | sha1sum | cut -c1-16)
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-        return 0
+    want=$( (command -v "$PY"; cat "$HERE/requirements-dev.txt") | sha1sum | cut -c1-16)
+    if ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        say "installing Python requirements from PyPI"
+        "$PY" -m pip install -q -r "$HERE/requirements-dev.txt"
+        echo "$want" >"$stamp"
     fi
-    say "installing Python requirements from PyPI"
-    "$PY" -m pip install -q -r "$HERE/requirements-dev.txt"
-    # The OCA wheels declare a dependency on an 'odoo' distribution; Odoo installed
-    # from its source archive may not be registered as one, so no dependency solving.
-    "$PY" -m pip install -q --no-deps -r "$HERE/requirements-oca.txt"
-    echo "$want" >"$stamp"
+    warn_site_packages_oca
+}
+
+warn_site_packages_oca() {
+    # Earlier versions of this script installed the OCA wheels into site-packages. The
+    # runs ignore such copies (the launcher keeps them out of odoo.addons, and each run
+    # checks which queue_job it imports); they are left in place, as other checkouts or
+    # tools on the machine may use them. Say so, loudly.
+    local found
+    found=$(cd / && "$PY" -c '
+import importlib.metadata as md
+for dist in ("queue_job", "test_queue_job", "queue_job_cron_jobrunner"):
+    try:
+        version = md.version("odoo-addon-" + dist)
+    except md.PackageNotFoundError:
+        continue
+    print(f"odoo-addon-{dist}=={version}", end=" ")
+')
+    if [ -n "$found" ]; then
+        say "NOTE: site-packages holds ${found% }."
+        say "NOTE: the runs ignore it: their Odoo sees the addons path's queue_job only (tools/odoo_launcher.py)."
+        say "NOTE: if nothing else needs it: $PY -m pip uninstall -y$(echo " $found" | sed 's/==[^ ]*//g')"
+    fi
+}
+
+# ---------------------------------------------------------------- queue_job releases
+matrix_versions() {
+    # The releases to run (requirements-oca/*.txt, oldest first); DQJ_QUEUE_JOB narrows.
+    "${MATRIX[@]}" versions --only "${DQJ_QUEUE_JOB:-}"
+}
+
+default_version() {
+    # The commands that run one release (serve, shell, stress, bench) take the first.
+    local versions
+    versions=$(matrix_versions) || exit 1
+    echo "${versions%% *}"
+}
+
+use_queue_job() {
+    # Install the release into .build/oca/<version> (once) and run what follows on it:
+    # its folder on the addons path, its logs in .build/logs/<version>/, and the
+    # stand-in for a later Odoo's names when it needs them (tools/odoo_stand_in.py).
+    QJ_VERSION=$1
+    OCA_DIR="$BUILD/oca/$QJ_VERSION"
+    LOG_DIR="$LOG_ROOT/$QJ_VERSION"
+    mkdir -p "$LOG_DIR"
+    "${MATRIX[@]}" install "$QJ_VERSION" "$OCA_DIR" ||
+        die "installing queue_job $QJ_VERSION into .build/oca failed"
+    DQJ_ODOO_STAND_IN=$(cd / && "${MATRIX[@]}" stand-in "$OCA_DIR") ||
+        die "cannot tell whether queue_job $QJ_VERSION needs the stand-in"
+    export DQJ_ODOO_STAND_IN
+}
+
+check_queue_job_copy() {
+    # Import queue_job as this release's Odoo processes do: it must be .build/oca's.
+    (cd / && "${MATRIX[@]}" check-copy "$(addons_path)" "$OCA_DIR") >&2
 }
 
 odoo_series() {
@@ -127,11 +194,14 @@ drop_db() {
 # ---------------------------------------------------------------- Odoo
 addons_path() {
     # Odoo needs the folder to carry the technical name: link the checkout under it.
+    # Then the queue_job release in use (use_queue_job), and nothing else of OCA's.
+    [ -n "$OCA_DIR" ] || die "no queue_job release chosen (use_queue_job)"
     mkdir -p "$ADDONS_LINK_DIR"
     ln -sfn "$HERE" "$ADDONS_LINK_DIR/$ADDON"
-    local core
+    local core path
     core=$(cd / && "$PY" -c 'import odoo, os; print(os.path.join(os.path.dirname(odoo.__path__[0]), "addons"))')
-    if [ -d "$core" ]; then echo "$core,$ADDONS_LINK_DIR"; else echo "$ADDONS_LINK_DIR"; fi
+    path="$ADDONS_LINK_DIR,$OCA_DIR/odoo/addons"
+    if [ -d "$core" ]; then echo "$core,$path"; else echo "$path"; fi
 }
 
 odoo() {
@@ -146,34 +216,31 @@ odoo_exec() {
     local path
     path=$(addons_path)
     cd /
-    TZ=UTC exec "$PY" -c 'import sys, odoo; sys.exit(odoo.cli.main())' \
+    TZ=UTC exec "$PY" "$DQJ_ODOO_LAUNCHER" \
         "${sub[@]}" --addons-path="$path" --data-dir="$DATA_DIR" "$@"
+}
+
+template_name() {
+    # Keyed by Odoo's version, this checkout's data dir and the queue_job release (its
+    # version and the file that pins it with test_queue_job): one template per release.
+    # "demo": the template with demo data (queue_job's own tests need it).
+    local version=${1:-$QJ_VERSION} demo=${2:-}
+    echo "dqj_template_$( (cd / && "$PY" -c 'import odoo.release as r; print(r.version)'
+        echo "$DATA_DIR $version $demo"
+        cat "$HERE/requirements-oca/$version.txt") | sha1sum | cut -c1-10)"
 }
 
 template_db() {
     # A database with queue_job (and OCA's test_queue_job, whose job methods the tests use)
-    # installed, keyed by the versions in it, so each test run only copies it (~0.3 s)
-    # instead of installing queue_job again (~30 s).
-    local key
-    key=$(cd / && "$PY" - "$DATA_DIR" <<'EOF'
-import hashlib, importlib.metadata as md
-import odoo.release as r
-import sys
-parts = [r.version, sys.argv[1]]
-for dist in ("odoo-addon-queue_job", "odoo-addon-test_queue_job"):
-    try:
-        parts.append(md.version(dist))
-    except md.PackageNotFoundError:
-        parts.append("-")
-print(hashlib.sha1(" ".join(parts).encode()).hexdigest()[:10])
-EOF
-)
-    local name="dqj_template_$key"
-    if [ "${1:-}" = --name ]; then echo "$name"; return 0; fi
+    # installed, so each test run only copies it (~0.3 s) instead of installing queue_job
+    # again (~30 s). Without demo data, unless called with "demo".
+    local demo=${1:-} name without_demo=--without-demo=all
+    name=$(template_name "$QJ_VERSION" "$demo")
+    [ "$demo" = demo ] && without_demo=--without-demo=
     if ! db_exists "$name"; then
-        say "building template database $name (queue_job, test_queue_job)"
+        say "building template database $name (queue_job $QJ_VERSION, test_queue_job${demo:+, demo data})"
         mkdir -p "$LOG_DIR"
-        if ! odoo -d "$name" -i queue_job,test_queue_job --without-demo=all --stop-after-init \
+        if ! odoo -d "$name" -i queue_job,test_queue_job $without_demo --stop-after-init \
             --http-port=0 --logfile="$LOG_DIR/template.log" --log-level=warn; then
             drop_db "$name"
             die "building the template failed, see $LOG_DIR/template.log"
@@ -274,7 +341,7 @@ run_suite() {
     port=$(free_port)
     clone_db "$template" "$db"
     rm -f "$log"
-    say "running the Odoo test suite of $ADDON on $db (log: .build/logs/tests.log)"
+    say "running the Odoo test suite of $ADDON on $db (log: ${log#"$HERE"/})"
     odoo -d "$db" -i $ADDON --test-enable --test-tags "${DQJ_TEST_TAGS:-/$ADDON}" \
         --stop-after-init --http-port="$port" --http-interface=127.0.0.1 \
         --logfile="$log" --log-level=test --limit-time-real=0 || rc=1
@@ -298,37 +365,126 @@ run_suite() {
     [ "$errors" -gt 0 ] && rc=1
     local passed=$((count - failed))
     [ $passed -lt 0 ] && passed=0
-    echo "odoo: $passed passed, $failed failed"
+    # No test ran although the run failed: count the run as one failure.
+    [ $rc != 0 ] && [ "$count" -eq 0 ] && failed=1
+    PASSED_TOTAL=$((PASSED_TOTAL + passed))
+    FAILED_TOTAL=$((FAILED_TOTAL + failed))
+    conclude "odoo (queue_job $QJ_VERSION): $passed passed, $failed failed"
+    return $rc
+}
+
+queue_job_suites() {
+    # queue_job's and test_queue_job's own suites, on a copy of the template with demo
+    # data (as OCA runs them: some use base.user_demo), without the addon and with it
+    # installed: the addon must not add a failure. No -i/-u in the test runs: Odoo then
+    # runs the at_install tests of every module as it loads it (the addon, named before
+    # test_queue_job, loads before it) and the post_install tests after.
+    local template kind db log rc=0
+    template=$(template_db demo) || return 1
+    say "queue_job's and test_queue_job's suites, without and with $ADDON (logs: ${LOG_DIR#"$HERE"/}/queue_job-suites-*.log)"
+    for kind in without with; do
+        db="dqj_qj_${kind}_$$"
+        log="$LOG_DIR/queue_job-suites-$kind.log"
+        rm -f "$log"
+        clone_db "$template" "$db"
+        if [ $kind = with ] && ! odoo -d "$db" -i $ADDON --stop-after-init --http-port=0 \
+            --log-level=warn --logfile="$LOG_DIR/queue_job-suites-install.log"; then
+            say "installing $ADDON failed, see $LOG_DIR/queue_job-suites-install.log"
+            rc=1
+        fi
+        # Failing tests make Odoo exit non-zero: the comparison below judges.
+        odoo -d "$db" --test-enable --test-tags /queue_job,/test_queue_job \
+            --stop-after-init --http-port="$(free_port)" --http-interface=127.0.0.1 \
+            --logfile="$log" --log-level=test --limit-time-real=0 || true
+        [ "${DQJ_KEEP_DB:-0}" = 1 ] || drop_db "$db"
+    done
+    local verdict
+    verdict=$("${MATRIX[@]}" compare "$QJ_VERSION" "$LOG_DIR/queue_job-suites-with.log" \
+        "$LOG_DIR/queue_job-suites-without.log" 2>&1) || rc=1
+    printf '%s\n' "$verdict" | tail -n +2 >&2
+    conclude "$(printf '%s\n' "$verdict" | head -n 1)"
+    return $rc
+}
+
+stand_in_rpc_check() {
+    # The stand-in's api.private must refuse RPC calls, as Odoo's does.
+    local log="$LOG_DIR/rpc-check.log" rc=0
+    (cd / && "$PY" "$HERE/tools/check_stand_in_rpc.py" --template "$1" \
+        --addons-path "$(addons_path)" --data-dir "$DATA_DIR" --log-dir "$LOG_DIR") \
+        >"$log" 2>&1 || rc=1
+    [ $rc = 0 ] || cat "$log" >&2
+    conclude "$(tail -n 1 "$log" | sed "s/^api.private over RPC/& (queue_job $QJ_VERSION)/")"
+    return $rc
+}
+
+conclude() {
+    # A closing line of one check: printed now, and again in the summary at the end.
+    echo "$1"
+    SUMMARY+=("$1")
+}
+
+test_release() {
+    # Every check of the test command on one queue_job release.
+    local rc=0 template stand_in=""
+    use_queue_job "$1"
+    [ "$DQJ_ODOO_STAND_IN" = 1 ] && stand_in=", with the stand-in of tools/odoo_stand_in.py"
+    say "=== queue_job $QJ_VERSION$stand_in (logs: ${LOG_DIR#"$HERE"/}/)"
+    if ! check_queue_job_copy; then
+        FAILED_TOTAL=$((FAILED_TOTAL + 1))
+        conclude "odoo (queue_job $QJ_VERSION): 0 passed, 1 failed (not the release's queue_job)"
+        return 1
+    fi
+    # (set -e does not apply here: the caller tests this function's status.)
+    template=$(template_db) || return 1
+    if [ -z "${DQJ_SKIP_LIFECYCLE:-}" ]; then
+        lifecycle_check "$template" || rc=1
+    fi
+    if [ "$DQJ_ODOO_STAND_IN" = 1 ]; then
+        stand_in_rpc_check "$template" || rc=1
+    fi
+    run_suite "$template" || rc=1
+    if [ -z "${DQJ_SKIP_QUEUE_JOB_SUITES:-}" ]; then
+        queue_job_suites || rc=1
+    fi
+    # Every scenario of the stress suite, with fewer jobs, against a real server.
+    if [ -z "${DQJ_SKIP_STRESS:-}" ]; then
+        if cmd_stress_run "$template" --short; then
+            conclude "stress (queue_job $QJ_VERSION): passed"
+        else
+            conclude "stress (queue_job $QJ_VERSION): FAILED"
+            rc=1
+        fi
+    fi
     return $rc
 }
 
 cmd_test() {
-    local rc=0
+    local rc=0 versions version started=$SECONDS
     install_requirements
     cmd_lint || rc=1
+    versions=$(matrix_versions) || return 1
     if [ "$(odoo_series)" != "18.0" ]; then
-        echo "ODOO SUITE SKIPPED: Odoo 18 is not installed (python3 cannot import odoo 18.0); only the Odoo-free checks ran."
+        echo "ODOO SUITE SKIPPED: Odoo 18 is not installed (python3 cannot import odoo 18.0); only the Odoo-free checks ran, none of the suites on queue_job ${versions// /, }."
         return $rc
     fi
     start_postgres
-    mkdir -p "$LOG_DIR"
-    local template
-    template=$(template_db)
-    if [ -z "${DQJ_SKIP_LIFECYCLE:-}" ]; then
-        lifecycle_check "$template" || rc=1
-    fi
-    run_suite "$template" || rc=1
-    # Every scenario of the stress suite, with fewer jobs, against a real server.
-    if [ -z "${DQJ_SKIP_STRESS:-}" ]; then
-        cmd_stress_run "$template" --short || rc=1
-    fi
+    SUMMARY=()
+    PASSED_TOTAL=0
+    FAILED_TOTAL=0
+    for version in $versions; do
+        test_release "$version" || rc=1
+    done
+    echo
+    echo "queue_job releases ${versions// /, }: $((SECONDS - started)) s"
+    printf '%s\n' "${SUMMARY[@]}"
+    echo "odoo: $PASSED_TOTAL passed, $FAILED_TOTAL failed"
     return $rc
 }
 
 cmd_stress_run() {
     local template=$1 log="$LOG_DIR/stress.log" rc=0
     shift
-    say "stress and chaos suite $* (log: .build/logs/stress.log, server: .build/logs/stress-server.log)"
+    say "stress and chaos suite $* (log: ${log#"$HERE"/}, server: ${LOG_DIR#"$HERE"/}/stress-server.log)"
     (cd / && TZ=UTC timeout 3600 "$PY" "$HERE/stress/run.py" --template "$template" \
         --addons-path "$(addons_path)" --data-dir "$DATA_DIR" --log-dir "$LOG_DIR" "$@") \
         2>&1 | tee "$log" || rc=1
@@ -340,7 +496,7 @@ cmd_stress() {
     install_requirements
     require_odoo
     start_postgres
-    mkdir -p "$LOG_DIR"
+    use_queue_job "$(default_version)"
     cmd_stress_run "$(template_db)" "$@"
 }
 
@@ -348,7 +504,7 @@ cmd_serve() {
     install_requirements
     require_odoo
     start_postgres
-    mkdir -p "$LOG_DIR"
+    use_queue_job "$(default_version)"
     local db=${DQJ_DB:-$ADDON} port=${DQJ_HTTP_PORT:-8069}
     if ! db_exists "$db"; then
         local template
@@ -377,7 +533,7 @@ cmd_bench() {
     install_requirements
     require_odoo
     start_postgres
-    mkdir -p "$LOG_DIR"
+    use_queue_job "$(default_version)"
     local template ours base
     template=$(template_db)
     # Named after this checkout's template, so that two checkouts never share them.
@@ -404,22 +560,26 @@ cmd_bench() {
 }
 
 cmd_clean() {
-    # Drop the databases this checkout created (its template included) and .build/.
+    # Drop the databases this checkout created (its templates included) and .build/.
     require_odoo
     start_postgres
-    local template
-    template=$(template_db --name)
-    drop_db "$template"
-    drop_db "dqj_bench_ours_${template#dqj_template_}"
-    drop_db "dqj_bench_cron_jobrunner_${template#dqj_template_}"
+    local version template
+    for version in $("${MATRIX[@]}" versions); do
+        template=$(template_name "$version")
+        drop_db "$template"
+        drop_db "$(template_name "$version" demo)"
+        drop_db "dqj_bench_ours_${template#dqj_template_}"
+        drop_db "dqj_bench_cron_jobrunner_${template#dqj_template_}"
+    done
     rm -rf "$BUILD"
-    say "removed this checkout's template database and .build/"
+    say "removed this checkout's template databases and .build/"
 }
 
 cmd_shell() {
     install_requirements
     require_odoo
     start_postgres
+    use_queue_job "$(default_version)"
     odoo_exec shell -d "${DQJ_DB:-$ADDON}" --no-http "$@"
 }
 
@@ -431,5 +591,5 @@ case "${1:-}" in
     stress) shift; cmd_stress "$@" ;;
     shell) shift; cmd_shell "$@" ;;
     clean) shift; cmd_clean ;;
-    *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -16,9 +16,13 @@ Every figure comes from real Odoo processes (``odoo shell``) on real PostgreSQL:
 
 import argparse
 import json
+import pathlib
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "stress"))
+from odoo_server import odoo_main
 
 ENQUEUE = """
 import time
@@ -108,7 +112,7 @@ print("RESULT", json.dumps(results))
 
 
 def odoo_shell(args, db, script):
-    cmd = [sys.executable, "-c", "import odoo; odoo.cli.main()", "shell", "-d", db]
+    cmd = [*odoo_main(), "shell", "-d", db]
     cmd += ["--addons-path", args.addons_path, "--data-dir", args.data_dir]
     cmd += ["--no-http", "--log-level", "error"]
     proc = subprocess.Popen(

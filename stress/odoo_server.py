@@ -8,6 +8,7 @@ by ``odoo shell`` processes, and the server is reached over HTTP and PostgreSQL 
 """
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -25,7 +26,14 @@ import requests
 # the two-int form (see engine/job_locks.py).
 RUNNING_LOCK_NS = 0x51D7
 
-ODOO_MAIN = "import odoo; odoo.cli.main()"
+
+def odoo_main():
+    """The command starting Odoo: the test tooling's launcher when dev.sh names one
+    (``DQJ_ODOO_LAUNCHER``, see tools/odoo_launcher.py), else odoo-bin's own lines."""
+    launcher = os.environ.get("DQJ_ODOO_LAUNCHER")
+    if launcher:
+        return [sys.executable, launcher]
+    return [sys.executable, "-c", "import odoo; odoo.cli.main()"]
 
 
 class Failure(AssertionError):
@@ -64,14 +72,22 @@ def addon_link_dir(addons_path):
 
 
 def hash_api_key(addons_path, key):
-    """The stored form of ``key``, computed by the addon's own code (no registry)."""
-    import odoo.addons  # noqa: PLC0415 -- only once the addons path is known
+    """The stored form of ``key``, computed by the addon's own code (no registry).
 
-    addon_link_dir(addons_path)
-    for entry in addons_path.split(","):
-        if entry not in odoo.addons.__path__:
-            odoo.addons.__path__.append(entry)
-    from odoo.addons.deltatech_queue_job.engine.api_key import (  # noqa: PLC0415
+    Only the addon's ``engine`` package is loaded (it imports no ORM class): importing
+    the addon itself would import queue_job into this process, which is no Odoo
+    process and has neither the run's addons namespace nor its stand-in.
+    """
+    engine = os.path.join(addon_link_dir(addons_path), "deltatech_queue_job", "engine")
+    spec = importlib.util.spec_from_file_location(
+        "dqj_engine",
+        os.path.join(engine, "__init__.py"),
+        submodule_search_locations=[engine],
+    )
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = package
+    spec.loader.exec_module(package)
+    from dqj_engine.api_key import (  # noqa: PLC0415 -- loaded just above
         hash_api_key as addon_hash,
     )
 
@@ -127,7 +143,7 @@ class Database:
 
     # ------------------------------------------------------------ access
     def odoo_argv(self, *args, shell=False):
-        argv = [sys.executable, "-c", ODOO_MAIN]
+        argv = odoo_main()
         if shell:
             argv.append("shell")
         argv += [f"--addons-path={self.addons_path}", f"--data-dir={self.data_dir}"]

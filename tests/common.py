@@ -2,6 +2,7 @@
 """The tests' vocabulary: enqueue jobs, run a runner, open a second real cursor."""
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -110,8 +111,14 @@ def queue_job_jobrunner(dbname):
 
 
 def odoo_command(*args):
-    """The command line of an Odoo process on this test's database and addons."""
-    argv = [sys.executable, "-c", "import odoo; odoo.cli.main()", *args]
+    """The command line of an Odoo process on this test's database and addons.
+
+    It starts Odoo the way this process was started: with the test tooling's launcher
+    when dev.sh names one (``DQJ_ODOO_LAUNCHER``, inherited), else as odoo-bin does.
+    """
+    launcher = os.environ.get("DQJ_ODOO_LAUNCHER")
+    main = [launcher] if launcher else ["-c", "import odoo; odoo.cli.main()"]
+    argv = [sys.executable, *main, *args]
     argv += ["-d", get_db_name(), "--addons-path", config["addons_path"]]
     argv += ["--data-dir", config["data_dir"], "--log-level", "warn"]
     for option in ("db_host", "db_port", "db_user", "db_password"):
