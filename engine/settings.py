@@ -12,8 +12,6 @@ import odoo
 from odoo.service import server as odoo_server
 from odoo.tools import config
 
-from odoo.addons.queue_job.jobrunner import _is_runner_enabled
-
 PARAM_PREFIX = "deltatech_queue_job."
 PARAM_BATCH_SIZE = PARAM_PREFIX + "batch_size"
 PARAM_MAX_SECONDS = PARAM_PREFIX + "max_seconds"
@@ -197,6 +195,10 @@ def queue_job_runner_in_this_server():
     (``ODOO_QUEUE_JOB_CHANNELS`` or the ``[queue_job]`` section's ``channels``; from
     queue_job 18.0.4 also ``max_capacity``).
     """
+    # Imported here: the rest of this module is plain settings, which the stress
+    # suite loads without queue_job (which needs a running Odoo's addons path).
+    from odoo.addons.queue_job.jobrunner import _is_runner_enabled  # noqa: PLC0415
+
     return (
         "queue_job" in odoo.conf.server_wide_modules
         and odoo_server.server is not None
