@@ -183,7 +183,12 @@ class TestEnqueueGuard(CommittedQueueCase):
                 self.assertTrue(queue_job_runner_attached(env.cr))
                 settings = env["res.config.settings"].create({})
                 self.assertTrue(settings.dqj_queue_job_runner_active)
-            self.assertFalse(queue_job_runner_attached(env.cr))
+            # Its backend ends a moment after the connection is closed.
+            wait_for(
+                lambda: not queue_job_runner_attached(env.cr),
+                timeout=30,
+                message="the closed jobrunner's election lock to go",
+            )
             self.assertFalse(
                 env["res.config.settings"].create({}).dqj_queue_job_runner_active
             )
