@@ -5,3 +5,4 @@ from . import test_settings
 from . import test_ui
 from . import test_api
 from . import test_job_contract
+from . import test_api_key_signal
