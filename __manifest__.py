@@ -18,6 +18,7 @@
         "views/queue_job_views.xml",
         "views/queue_job_run_views.xml",
         "views/res_config_settings_views.xml",
+        "views/res_config_settings_scheduler_views.xml",
         "views/menus.xml",
     ],
     "assets": {

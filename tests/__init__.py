@@ -7,3 +7,4 @@ from . import test_api
 from . import test_job_contract
 from . import test_api_key_signal
 from . import test_original_compat
+from . import test_neutralize
