@@ -9,3 +9,4 @@ from . import res_config_settings
 from . import api_key_wizard
 from . import original_compat
 from . import res_config_settings_scheduler
+from . import ir_module_module

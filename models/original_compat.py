@@ -14,6 +14,8 @@ from odoo.modules.registry import Registry
 
 _logger = logging.getLogger(__name__)
 
+CRON_JOBRUNNER_PACKAGE = "odoo.addons.queue_job_cron_jobrunner"
+
 
 class QueueJob(models.Model):
     _inherit = "queue.job"
@@ -78,6 +80,21 @@ class QueueJob(models.Model):
         """The original's name for cancelling the failed jobs a new job with the same
         identity key supersedes (they keep their history)."""
         self._cancel_superseded_failed_jobs()
+
+    # ------------------------------------------------------------------ guard
+    def _register_hook(self):
+        """Say it loudly when queue_job_cron_jobrunner sits in front of the engine:
+        installed from the command line beside this addon (Odoo refuses it from the
+        Apps menu, see ir_module_module.py), its methods override this addon's
+        without calling them."""
+        res = super()._register_hook()
+        runner = type(self)._job_runner
+        if getattr(runner, "__module__", "").startswith(CRON_JOBRUNNER_PACKAGE):
+            _logger.error(
+                "queue_job_cron_jobrunner is installed beside deltatech_queue_job and "
+                "replaces its runner: uninstall queue_job_cron_jobrunner."
+            )
+        return res
 
 
 class ResConfigSettings(models.TransientModel):
