@@ -13,6 +13,7 @@ import sys
 SECTIONS = [
     ("DESCRIPTION.rst", None),
     ("INSTALL.rst", "Installation"),
+    ("MIGRATE.rst", "Migrating from the original"),
     ("CONFIGURE.rst", "Configuration"),
     ("USAGE.rst", "Usage"),
     ("API.rst", "External API"),
