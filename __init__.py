@@ -1,4 +1,4 @@
 from . import engine
 from . import models
 from . import controllers
-from .hooks import post_load, uninstall_hook
+from .hooks import post_load, pre_init_hook, uninstall_hook

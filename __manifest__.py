@@ -5,7 +5,7 @@
     "name": "Deltatech Queue Job Enhancements",
     "summary": "Run queue_job jobs without the job runner: SKIP LOCKED workers, "
     "savepoint isolation, time budgets, external trigger API",
-    "version": "18.0.1.0.0",
+    "version": "18.0.2.0.0",
     "author": "Terrabit, Dorin Hongu",
     "website": "https://www.terrabit.ro",
     "category": "Generic Modules",
@@ -18,6 +18,7 @@
         "views/queue_job_views.xml",
         "views/queue_job_run_views.xml",
         "views/res_config_settings_views.xml",
+        "views/res_config_settings_scheduler_views.xml",
         "views/menus.xml",
     ],
     "assets": {
@@ -25,11 +26,11 @@
             "deltatech_queue_job/static/tests/tours/**/*",
         ],
     },
-    "excludes": ["queue_job_cron_jobrunner"],
     "development_status": "Alpha",
     "maintainers": ["dhongu"],
     "images": ["static/description/main_screenshot.png"],
     "installable": True,
     "post_load": "post_load",
+    "pre_init_hook": "pre_init_hook",
     "uninstall_hook": "uninstall_hook",
 }

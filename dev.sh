@@ -336,6 +336,19 @@ EOF
     return $rc
 }
 
+takeover_check() {
+    # Upgrade from the original deltatech_queue_job 18.0.1.3.0 (its footprint rebuilt
+    # beside OCA's queue_job_cron_jobrunner, which must be on the addons path), and
+    # install beside queue_job_cron_jobrunner: clean logs, then a real server.
+    local template=$1 log="$LOG_DIR/takeover.log" rc=0
+    say "takeover of the original's databases (log: .build/logs/takeover.log)"
+    (cd / && TZ=UTC timeout 900 "$PY" "$HERE/stress/takeover_check.py" --template "$template" \
+        --addons-path "$(addons_path)" --data-dir "$DATA_DIR" --log-dir "$LOG_DIR") \
+        2>&1 | tee "$log" || rc=1
+    grep -q '^takeover: passed' "$log" || rc=1
+    return $rc
+}
+
 run_suite() {
     local template=$1 db="dqj_test_$$" log="$LOG_DIR/tests.log" port rc=0
     port=$(free_port)
@@ -438,6 +451,7 @@ test_release() {
     template=$(template_db) || return 1
     if [ -z "${DQJ_SKIP_LIFECYCLE:-}" ]; then
         lifecycle_check "$template" || rc=1
+        takeover_check "$template" || rc=1
     fi
     if [ "$DQJ_ODOO_STAND_IN" = 1 ]; then
         stand_in_rpc_check "$template" || rc=1

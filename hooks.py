@@ -4,6 +4,7 @@ import logging
 
 from .engine.job_locks import drop_acquire_index, drop_enqueue_guard
 from .engine.settings import queue_job_runner_in_this_server
+from .takeover import absorb_cron_jobrunner
 
 _logger = logging.getLogger(__name__)
 
@@ -21,6 +22,12 @@ def post_load():
             "addon's runners only, remove queue_job from server_wide_modules (--load) "
             "or set ODOO_QUEUE_JOB_CHANNELS=root:0."
         )
+
+
+def pre_init_hook(env):
+    """Installed where OCA's queue_job_cron_jobrunner runs: take its place (see
+    takeover.py), or its overrides of queue.job would sit in front of the engine."""
+    absorb_cron_jobrunner(env)
 
 
 def uninstall_hook(env):

@@ -3,14 +3,16 @@
 
 ``POST /api/v1/queue/process`` runs the queue's one runner
 (``queue.job._job_runner``) with a batch size and a time budget;
-``POST /api/v1/queue/stats`` reports on the queue and processes nothing.
+``GET`` or ``POST /api/v1/queue/stats`` reports on the queue and processes nothing.
 
-Both speak JSON-RPC 2.0 over a plain ``type="http"`` route, so that a JSON-RPC client
+Both answer JSON-RPC 2.0 over a plain ``type="http"`` route, so that a JSON-RPC client
 and a bare ``curl`` get the same answer, and the HTTP status matches the result's
 ``code`` (Odoo's ``type="json"`` routes answer 200 to everything, which hides a wrong
-key from a scheduler for weeks). The controller only parses, refuses, picks the
-database and opens the cursors; jobs run as queue_job runs them, each with its own
-stored user and context, never as the (anonymous) web caller.
+key from a scheduler for weeks). Every request the original deltatech_queue_job served
+is served: a body without ``"jsonrpc": "2.0"``, parameters it ignored (ignored here
+too, and named in the result's ``warnings``). The controller only parses, refuses,
+picks the database and opens the cursors; jobs run as queue_job runs them, each with
+its own stored user and context, never as the (anonymous) web caller.
 """
 
 import contextlib
@@ -36,8 +38,15 @@ MAX_BODY_BYTES = 64 * 1024
 
 PROCESS_PARAMS = frozenset({"api_key", "db", "batch_size", "max_seconds"})
 STATS_PARAMS = frozenset({"api_key", "db"})
+PROCESS_METHODS = ("POST",)
+# Uptime monitors poll with GET (the key in a header: a URL lands in access logs).
+STATS_METHODS = ("GET", "POST")
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+# The original's answer to a run that found nothing to do.
+EMPTY_QUEUE_MESSAGE = "No pending jobs in queue"
+# The original's statistics block: jobs by state, and all jobs.
+ORIGINAL_STATS_STATES = ("pending", "started", "done", "failed")
 
 
 class ApiError(Exception):
@@ -67,7 +76,7 @@ class QueueApiController(http.Controller):
         readonly=False,
     )
     def process_queue(self, **_query):
-        return self._serve(self._process, PROCESS_PARAMS)
+        return self._serve(self._process, PROCESS_PARAMS, PROCESS_METHODS)
 
     @http.route(
         STATS_ROUTE,
@@ -77,7 +86,7 @@ class QueueApiController(http.Controller):
         save_session=False,
     )
     def queue_stats(self, **_query):
-        return self._serve(self._stats, STATS_PARAMS)
+        return self._serve(self._stats, STATS_PARAMS, STATS_METHODS)
 
     # ------------------------------------------------------------------ handlers
     def _process(self, db, params):
@@ -99,24 +108,35 @@ class QueueApiController(http.Controller):
             )
         result = stats.as_dict()
         del result["source"]
+        if not stats.processed and not stats.pending_count:
+            result["message"] = EMPTY_QUEUE_MESSAGE
         return {"status": "success", **result, "timestamp": _utc_timestamp()}
 
     def _stats(self, db, params):
         with self._cursor(db, readonly=True) as env:
             self._authenticate(env, params)
             stats = env["queue.job"]._queue_stats()
-        return {"status": "success", **stats, "timestamp": _utc_timestamp()}
+        timestamp = _utc_timestamp()
+        counts = stats["counts"]
+        original = {state: counts.get(state, 0) for state in ORIGINAL_STATS_STATES}
+        original.update(total=sum(counts.values()), timestamp=timestamp)
+        return {"status": "success", **stats, "stats": original, "timestamp": timestamp}
 
     # ------------------------------------------------------------------ plumbing
-    def _serve(self, handler, allowed_params):
-        """Parse, refuse or hand over to ``handler(db, params)``; answer JSON-RPC."""
+    def _serve(self, handler, allowed_params, methods):
+        """Parse, refuse or hand over to ``handler(db, params)``; answer JSON-RPC.
+
+        What the request carried that is ignored (an unknown parameter, another
+        ``jsonrpc`` version) is named in the result's ``warnings``.
+        """
         request_id = None
+        warnings = []
         try:
-            envelope = self._read_envelope()
+            envelope = self._read_envelope(methods, warnings)
             request_id = envelope.get("id")
             if not isinstance(request_id, str | int) or isinstance(request_id, bool):
                 request_id = None
-            params = self._read_params(envelope, allowed_params)
+            params = self._read_params(envelope, allowed_params, warnings)
             blocked = failed_keys.blocked_for(request.httprequest.remote_addr)
             if blocked:
                 raise ApiError(
@@ -126,10 +146,12 @@ class QueueApiController(http.Controller):
                     {"Retry-After": str(blocked)},
                 )
             result = handler(self._resolve_db(params), params)
-            return self._respond(request_id, 200, result)
+            return self._respond(request_id, 200, result, warnings=warnings)
         except ApiError as err:
             error = {"status": "error", "message": err.message, "code": err.code}
-            return self._respond(request_id, err.code, error, err.headers)
+            return self._respond(
+                request_id, err.code, error, err.headers, warnings=warnings
+            )
         except Exception:
             # The traceback goes to the server log, never to the caller.
             _logger.exception("queue API: %s failed", request.httprequest.path)
@@ -140,23 +162,32 @@ class QueueApiController(http.Controller):
             }
             return self._respond(request_id, 500, error)
 
-    def _respond(self, request_id, status, result, headers=None):
+    def _respond(self, request_id, status, result, headers=None, warnings=None):
+        if warnings:
+            result = {**result, "warnings": warnings}
         body = {"jsonrpc": "2.0", "id": request_id, "result": result}
         headers = {"Cache-Control": "no-store", **(headers or {})}
         return request.make_json_response(body, headers=headers, status=status)
 
-    def _read_envelope(self):
+    def _read_envelope(self, methods, warnings):
+        """The request's JSON object: the body of a POST, or of a GET when it has
+        one; a GET without a body reads its parameters from the query string."""
         httprequest = request.httprequest
-        if httprequest.method != "POST":
-            raise ApiError(405, "use POST", {"Allow": "POST"})
-        length = httprequest.content_length
-        if length is None:
-            # A chunked body has no length, and werkzeug would read it whole: refuse
-            # it rather than read an unbounded stream (schedulers send a length).
-            raise ApiError(411, "a Content-Length header is required")
-        if length > MAX_BODY_BYTES:
-            raise ApiError(413, f"request body larger than {MAX_BODY_BYTES} bytes")
-        raw = httprequest.get_data(cache=False)
+        if httprequest.method not in methods:
+            raise ApiError(
+                405, f"use {' or '.join(methods)}", {"Allow": ", ".join(methods)}
+            )
+        if "api_key" in httprequest.args:
+            # Refused, not read: a URL is written to access logs and proxy logs.
+            raise ApiError(
+                400,
+                "the API key must not be sent in the URL (it lands in access logs): "
+                "send it in an 'X-Api-Key' or 'Authorization: Bearer' header, or in "
+                "params.api_key of a JSON body",
+            )
+        raw = self._read_body(optional=httprequest.method == "GET")
+        if httprequest.method == "GET" and not raw.strip():
+            return {"params": dict(httprequest.args)}
         if not raw.strip():
             raise ApiError(
                 400,
@@ -171,24 +202,40 @@ class QueueApiController(http.Controller):
             raise ApiError(400, "malformed JSON body") from err
         if not isinstance(envelope, dict):
             raise ApiError(400, "the body must be a JSON-RPC 2.0 request object")
-        if envelope.get("jsonrpc") != "2.0":
-            raise ApiError(
-                400, 'the body must be a JSON-RPC 2.0 request: "jsonrpc": "2.0"'
+        version = envelope.get("jsonrpc", "2.0")
+        if version != "2.0":
+            # The original served any version (and none); so does this API.
+            warnings.append(
+                f'"jsonrpc" {json.dumps(version)} ignored: answered as JSON-RPC 2.0'
             )
         return envelope
 
-    def _read_params(self, envelope, allowed):
+    def _read_body(self, optional):
+        httprequest = request.httprequest
+        length = httprequest.content_length
+        if length is None:
+            chunked = "chunked" in httprequest.headers.get("Transfer-Encoding", "")
+            if optional and not chunked:
+                return b""
+            # A chunked body has no length, and werkzeug would read it whole: refuse
+            # it rather than read an unbounded stream (schedulers send a length).
+            raise ApiError(411, "a Content-Length header is required")
+        if length > MAX_BODY_BYTES:
+            raise ApiError(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+        return httprequest.get_data(cache=False)
+
+    def _read_params(self, envelope, allowed, warnings):
         params = envelope.get("params", {})
         if not isinstance(params, dict):
             raise ApiError(400, '"params" must be a JSON object')
         unknown = sorted(set(params) - allowed)
         if unknown:
-            raise ApiError(
-                400,
-                f"unknown parameter(s): {', '.join(unknown)} "
-                f"(accepted: {', '.join(sorted(allowed))})",
+            # Ignored, as the original did; said, so that a typo does not go unseen.
+            warnings.append(
+                f"unknown parameter(s) ignored: {', '.join(unknown)} "
+                f"(accepted: {', '.join(sorted(allowed))})"
             )
-        return params
+        return {name: value for name, value in params.items() if name in allowed}
 
     def _resolve_db(self, params):
         """The database named by ``params.db``, or the only one this server serves

@@ -29,14 +29,36 @@ def hash_api_key(key):
 
 
 def generate_api_key(env):
-    """Store the hash of a new random key and return the key (shown once)."""
+    """Store the hash of a new random key and return the key (shown once).
+
+    Running servers use it (and stop accepting the old one) as soon as this
+    transaction commits, wherever it runs: see :func:`signal_key_change`.
+    """
     key = secrets.token_urlsafe(32)
     env["ir.config_parameter"].sudo().set_param(PARAM_API_KEY_HASH, hash_api_key(key))
+    signal_key_change(env)
     return key
 
 
 def revoke_api_key(env):
     env["ir.config_parameter"].sudo().set_param(PARAM_API_KEY_HASH, False)
+    signal_key_change(env)
+
+
+def signal_key_change(env):
+    """Tell the other server processes, once this transaction commits, that the
+    parameters changed.
+
+    Each process caches ``ir.config_parameter`` (ormcache). Odoo signals a change
+    through the database at the end of a web request, so that the others drop their
+    cache; an ``odoo shell`` session, a script or a cron job that commits does not, and
+    until a restart the running servers would keep refusing the new key. The signal
+    is sent after the commit (a rolled back change has nothing to announce) and only
+    by a fully loaded registry (not during an install or upgrade).
+    """
+    registry = env.registry
+    if registry.ready:
+        env.cr.postcommit.add(registry.signal_changes)
 
 
 def api_key_configured(env):

@@ -2,7 +2,7 @@
 
 from odoo import api, fields, models
 
-from ..engine.settings import check_int
+from ..engine.settings import check_int, read_settings
 
 MODULE = "deltatech_queue_job"
 # The first runner cron (data/ir_cron.xml): the model of the copies.
@@ -17,7 +17,7 @@ class IrCron(models.Model):
     _inherit = "ir.cron"
 
     dqj_queue_runner = fields.Boolean(
-        string="Queue Job Runner",
+        string="Budgeted Queue Runner",
         help="This cron runs deltatech_queue_job's budgeted runner. Creating a job "
         "triggers every active runner cron; Odoo runs each cron once at a time, so "
         "N runner crons are N runners sharing the queue.",
@@ -80,3 +80,20 @@ class IrCron(models.Model):
                 }
             )
         return self.sudo()._load_records(data)
+
+    @api.model
+    def _dqj_reactivate_runner_crons(self):
+        """Re-activate the runner crons the 'parallel runners' setting wants active
+        but that are archived -- Odoo archives a cron that keeps failing, and an
+        archived runner cron ignores its triggers. Creates none and archives none
+        (saving the settings does). Returns the re-activated crons."""
+        count = read_settings(self.env).runner_count
+        crons = (
+            self.sudo()
+            .with_context(active_test=False)
+            .search([("dqj_queue_runner", "=", True)], order="id")
+        )
+        archived = crons[:count].filtered(lambda cron: not cron.active)
+        if archived:
+            archived.write({"active": True})
+        return archived

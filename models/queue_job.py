@@ -497,10 +497,41 @@ class QueueJob(models.Model):
 
     @api.model
     def _cron_trigger(self, at=None):
-        """Trigger every runner cron (Odoo runs one cron once at a time, so N runner
-        crons are N runners sharing the queue)."""
-        for cron in self._runner_crons().filtered("active"):
-            cron._trigger(at=at)
+        """Trigger every active runner cron (Odoo runs one cron once at a time, so N
+        runner crons are N runners sharing the queue), now or at the moment(s) ``at``.
+
+        Returns ``"triggered"``, ``"exists"`` when each cron already had a trigger at
+        each of the moments ``at`` (only later moments are compared: a trigger due now
+        may belong to a run in progress, so "now" is always triggered anew), or
+        ``"nothing"`` when no runner cron is active.
+        """
+        crons = self._runner_crons().filtered("active")
+        if not crons:
+            return "nothing"
+        if at is None:
+            for cron in crons:
+                cron._trigger()
+            return "triggered"
+        moments = {
+            moment.replace(microsecond=0)
+            for moment in ([at] if isinstance(at, datetime) else at)
+        }
+        planned = set(
+            self.env["ir.cron.trigger"]
+            .sudo()
+            .search_fetch(
+                [("cron_id", "in", crons.ids), ("call_at", "in", list(moments))],
+                ["cron_id", "call_at"],
+            )
+            .mapped(lambda trigger: (trigger.cron_id.id, trigger.call_at))
+        )
+        outcome = "exists"
+        for cron in crons:
+            missing = sorted(m for m in moments if (cron.id, m) not in planned)
+            if missing:
+                cron._trigger(at=missing)
+                outcome = "triggered"
+        return outcome
 
     def _ensure_cron_trigger(self):
         """Create the cron triggers these jobs need, at most one per moment per

@@ -95,12 +95,40 @@ class QueueJob(models.Model):
 
     # ------------------------------------------------------------------ process
     def action_dqj_cron_trigger(self):
-        """Header button "Cron Trigger": wake the runner crons up now."""
+        """Header button "Cron Trigger": wake the runner crons up now.
+
+        Runner crons that Odoo archived (it archives a cron that keeps failing) are
+        re-activated first, and the notification says so; it never reports success
+        when no runner cron was triggered.
+        """
         self._dqj_check_manager()
-        self.sudo()._cron_trigger()
+        reactivated = self.env["ir.cron"]._dqj_reactivate_runner_crons()
+        if self.sudo()._cron_trigger() == "nothing":
+            return _notification(
+                _("Nothing triggered"),
+                _(
+                    "No runner cron is active, so no job will be processed in the "
+                    "background. Save Queue Job > Settings (Parallel Runners) to "
+                    "create them again."
+                ),
+                "danger",
+            )
+        message = _("Job processing started in the background.")
+        if reactivated:
+            message = " ".join(
+                (
+                    _(
+                        "%(count)s archived runner cron(s) re-activated: %(names)s. "
+                        "Odoo archives a cron that keeps failing: see its log if "
+                        "this happens again.",
+                        count=len(reactivated),
+                        names=", ".join(reactivated.mapped("name")),
+                    ),
+                    message,
+                )
+            )
         return _notification(
-            _("Cron triggered"),
-            _("Job processing started in the background."),
+            _("Cron triggered"), message, "warning" if reactivated else "success"
         )
 
     def action_dqj_process(self):

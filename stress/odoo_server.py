@@ -106,6 +106,7 @@ class Database:
 
     # ------------------------------------------------------------ lifecycle
     def create(self, modules):
+        """A copy of the template, then ``odoo -i modules`` (none: the copy only)."""
         self.drop()
         subprocess.run(["createdb", "-T", self.template, self.name], check=True)
         store = os.path.join(self.data_dir, "filestore")
@@ -113,6 +114,8 @@ class Database:
             shutil.copytree(
                 os.path.join(store, self.template), os.path.join(store, self.name)
             )
+        if not modules:
+            return
         log = os.path.join(self.log_dir, f"{self.name}-install.log")
         proc = subprocess.run(
             self.odoo_argv("-i", modules, "--stop-after-init", "--http-port=0")

@@ -6,3 +6,7 @@ from . import test_ui
 from . import test_api
 from . import test_job_contract
 from . import test_enqueue_guard
+from . import test_api_key_signal
+from . import test_original_compat
+from . import test_neutralize
+from . import test_takeover

@@ -120,6 +120,17 @@ class TestApiProcess(ApiCase):
         run = self.env["queue.job.run"].search([], limit=1)
         self.assertEqual((run.source, run.processed), ("api", 3))
 
+    def test_empty_queue_answers_a_message(self):
+        """As the original: an empty queue answers "No pending jobs in queue"."""
+        response, result = self.call(params={"api_key": self.key})
+        self.assertEqual(response.status_code, 200, result)
+        self.assertEqual(result["message"], "No pending jobs in queue")
+        self.assertEqual((result["processed"], result["pending_count"]), (0, 0))
+        self.enqueue(1)
+        _response, result = self.call(params={"api_key": self.key})
+        self.assertEqual(result["processed"], 1)
+        self.assertNotIn("message", result)
+
     def test_batch_size_limits_the_run(self):
         jobs = self.enqueue(3)
         _response, result = self.call(params={"api_key": self.key, "batch_size": 2})
@@ -313,14 +324,33 @@ class TestApiParameters(ApiCase):
             self.assertEqual(response.status_code, 200, result)
             self.assertEqual(jobs.state, "done")
 
-    def test_unknown_parameter_is_refused(self):
-        jobs = self.enqueue(1)
-        self.assertRefused(
-            400,
-            {"api_key": self.key, "batchsize": 5},
-            "unknown parameter(s): batchsize",
+    def test_unknown_parameter_is_ignored_with_a_warning(self):
+        """The original ignored parameters it did not know; so does this API, and
+        it says so (a typo must not go unseen)."""
+        jobs = self.enqueue(2)
+        response, result = self.call(
+            params={"api_key": self.key, "batchsize": 1, "priority": "high"}
         )
+        self.assertEqual(response.status_code, 200, result)
+        self.assertEqual(result["processed"], 2, "batchsize is not batch_size")
+        self.assertEqual(set(jobs.mapped("state")), {"done"})
+        self.assertEqual(len(result["warnings"]), 1)
+        self.assertIn(
+            "unknown parameter(s) ignored: batchsize, priority", result["warnings"][0]
+        )
+
+    def test_known_parameters_stay_checked_beside_unknown_ones(self):
+        jobs = self.enqueue(1)
+        result = self.assertRefused(
+            400, {"api_key": self.key, "batch_size": "20x", "extra": 1}, "batch_size"
+        )
+        self.assertIn("extra", result["warnings"][0])
         self.assertStillPending(jobs)
+
+    def test_no_warnings_for_a_clean_request(self):
+        self.enqueue(1)
+        _response, result = self.call(params={"api_key": self.key})
+        self.assertNotIn("warnings", result)
 
 
 @tagged("post_install", "-at_install")
@@ -345,15 +375,22 @@ class TestApiRequestShape(ApiCase):
         self.assertRefused(400, body="", message="empty body")
         self.assertStillPending(jobs)
 
-    def test_wrong_jsonrpc_version_is_refused(self):
+    def test_body_without_jsonrpc_is_served(self):
+        """The original's route accepted a body without "jsonrpc": "2.0"."""
         jobs = self.enqueue(1)
-        for envelope in (
-            {"jsonrpc": "1.0", "params": {"api_key": self.key}},
-            {"params": {"api_key": self.key}},
-            {"jsonrpc": 2.0, "params": {"api_key": self.key}},
-        ):
-            self.assertRefused(400, body=json.dumps(envelope), message='"jsonrpc"')
-        self.assertStillPending(jobs)
+        response, result = self.call(body=json.dumps({"params": {"api_key": self.key}}))
+        self.assertEqual(response.status_code, 200, result)
+        self.assertNotIn("warnings", result)
+        self.assertEqual(jobs.state, "done")
+
+    def test_other_jsonrpc_version_is_served_with_a_warning(self):
+        jobs = self.enqueue(2)
+        for version in ("1.0", 2.0):
+            body = json.dumps({"jsonrpc": version, "params": {"api_key": self.key}})
+            response, result = self.call(body=body)
+            self.assertEqual(response.status_code, 200, result)
+            self.assertIn('"jsonrpc"', result["warnings"][0])
+        self.assertEqual(set(jobs.mapped("state")), {"done"})
 
     def test_params_that_are_not_an_object_are_refused(self):
         jobs = self.enqueue(1)
@@ -368,6 +405,20 @@ class TestApiRequestShape(ApiCase):
         self.assertEqual(result["code"], 405)
         response, _result = self.call(method="GET", body="")
         self.assertEqual(response.headers.get("Allow"), "POST")
+        self.assertStillPending(jobs)
+
+    def test_key_in_the_url_is_refused(self):
+        """A URL is written to access logs: a key there is refused, never checked."""
+        jobs = self.enqueue(1)
+        for method, route in (("POST", PROCESS), ("GET", STATS), ("POST", STATS)):
+            with self.subTest(method=method, route=route):
+                response, result = self.call(
+                    route=f"{route}?api_key={self.key}",
+                    method=method,
+                    params={"api_key": self.key},
+                )
+                self.assertEqual(response.status_code, 400, result)
+                self.assertIn("must not be sent in the URL", result["message"])
         self.assertStillPending(jobs)
 
     def test_huge_body_is_refused(self):
@@ -524,4 +575,63 @@ class TestApiStats(ApiCase):
         response, result = self.call(
             route=STATS, params={"api_key": self.key, "batch_size": 5}
         )
-        self.assertEqual(response.status_code, 400, "stats take no runner parameters")
+        self.assertEqual(response.status_code, 200, result)
+        self.assertIn("batch_size", result["warnings"][0], "stats process nothing")
+
+    def test_stats_carry_the_original_block(self):
+        """The original answered {"status", "stats": {pending, started, done, failed,
+        total, timestamp}}: that block is there, beside this API's figures."""
+        self.enqueue(2)
+        later = self.enqueue(1, eta=3600)
+        failed = self.enqueue(1)
+        failed.write({"state": "failed"})
+        _response, result = self.call(route=STATS, params={"api_key": self.key})
+        block = result["stats"]
+        self.assertEqual(
+            set(block), {"pending", "started", "done", "failed", "total", "timestamp"}
+        )
+        self.assertEqual(block["pending"], 3, "every pending job, due or not")
+        self.assertEqual(block["failed"], 1)
+        self.assertEqual(block["total"], sum(result["counts"].values()))
+        self.assertEqual(block["timestamp"], result["timestamp"])
+        self.assertEqual(result["pending_count"], 2, "due now")
+        self.assertEqual(later.state, "pending")
+
+    def test_get_stats_with_the_key_in_a_header(self):
+        """Uptime monitors poll with GET: the key goes in a header."""
+        self.enqueue(1)
+        for headers in (
+            {"X-Api-Key": self.key},
+            {"Authorization": f"Bearer {self.key}"},
+        ):
+            with self.subTest(headers=list(headers)):
+                response, result = self.call(
+                    route=STATS, method="GET", body="", headers=headers
+                )
+                self.assertEqual(response.status_code, 200, result)
+                self.assertEqual(result["stats"]["pending"], 1)
+        response, result = self.call(route=STATS, method="GET", body="")
+        self.assertEqual(response.status_code, 401, result)
+        self.assertIn("missing API key", result["message"])
+
+    def test_get_stats_with_a_body_or_a_db_in_the_query(self):
+        """The original's route also took a GET with a JSON body; ``db`` (no secret)
+        may come in the query string."""
+        self.enqueue(1)
+        response, result = self.call(
+            route=STATS, method="GET", params={"api_key": self.key}
+        )
+        self.assertEqual(response.status_code, 200, result)
+        response, result = self.call(
+            route=f"{STATS}?db={self.env.cr.dbname}&probe=1",
+            method="GET",
+            body="",
+            headers={"X-Api-Key": self.key},
+        )
+        self.assertEqual(response.status_code, 200, result)
+        self.assertIn("probe", result["warnings"][0])
+
+    def test_stats_refuse_other_methods(self):
+        response, result = self.call(route=STATS, method="PUT", params={})
+        self.assertEqual(response.status_code, 405, result)
+        self.assertEqual(response.headers.get("Allow"), "GET, POST")

@@ -2,6 +2,7 @@
 
 from odoo.exceptions import UserError
 from odoo.tests import TransactionCase, tagged
+from odoo.tools.parse_version import parse_version
 
 
 @tagged("post_install", "-at_install")
@@ -18,9 +19,21 @@ class TestModule(TransactionCase):
         self.assertEqual(len(crons.filtered("active")), 2)
         self.assertTrue(all(c.code == "model._job_runner()" for c in crons))
 
-    def test_cron_jobrunner_is_refused(self):
-        """Both addons override the same queue.job methods: installing OCA's
-        queue_job_cron_jobrunner beside this one is refused with a clear message."""
+    def test_version_is_above_the_original(self):
+        """The original's newest 18.0 is 18.0.1.3.0: this version must be above it,
+        or its migration scripts would never run on the original's databases."""
+        module = self.env["ir.module.module"].search(
+            [("name", "=", "deltatech_queue_job")]
+        )
+        self.assertGreater(
+            parse_version(module.latest_version), parse_version("18.0.1.3.0")
+        )
+
+    def test_cron_jobrunner_is_refused_beside_it(self):
+        """queue_job_cron_jobrunner overrides the same queue.job methods without
+        calling them: installing it beside this addon is refused with a clear message.
+        The manifest has no ``excludes`` (this addon installed beside it takes its
+        place, see takeover.py)."""
         other = self.env["ir.module.module"].search(
             [("name", "=", "queue_job_cron_jobrunner")]
         )
@@ -33,6 +46,6 @@ class TestModule(TransactionCase):
         module = self.env["ir.module.module"].search(
             [("name", "=", "deltatech_queue_job")]
         )
-        self.assertIn("queue_job_cron_jobrunner", module.exclusion_ids.mapped("name"))
+        self.assertFalse(module.exclusion_ids)
         with self.assertRaisesRegex(UserError, "incompatible"):
             other.button_install()

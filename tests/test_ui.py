@@ -205,6 +205,61 @@ class TestJobListButtons(QueueJobCase):
 
 
 @tagged("post_install", "-at_install")
+class TestJobFormAndColumns(QueueJobCase):
+    def test_job_form_has_the_header_buttons(self):
+        arch = etree.fromstring(self.queue_job.get_view(view_type="form")["arch"])
+        buttons = {b.get("name"): b for b in arch.xpath("//header/button")}
+        for name in (
+            "action_dqj_cron_trigger",
+            "action_dqj_process",
+            "action_process_in_background",
+        ):
+            self.assertIn(name, buttons)
+        self.assertEqual(
+            buttons["action_dqj_process"].get("invisible"), "state != 'pending'"
+        )
+        view = self.env.ref("deltatech_queue_job.view_queue_job_form")
+        for button in etree.fromstring(view.arch).xpath("//button"):
+            self.assertEqual(button.get("groups"), "queue_job.group_queue_job_manager")
+
+    def test_process_from_the_form_runs_that_job(self):
+        jobs = self.enqueue(2)
+        params = notification(jobs[1].action_dqj_process())
+        self.assertEqual(jobs.mapped("state"), ["pending", "done"])
+        self.assertIn("1 processed: 1 done", params["message"])
+
+    def test_identity_key_is_an_optional_column(self):
+        arch = etree.fromstring(self.queue_job.get_view(view_type="list")["arch"])
+        (node,) = arch.xpath("//field[@name='identity_key']")
+        self.assertEqual(node.get("optional"), "hide")
+
+
+@tagged("post_install", "-at_install")
+class TestSchedulerHelp(QueueJobCase):
+    def test_settings_show_this_servers_urls(self):
+        self.env["ir.config_parameter"].sudo().set_param(
+            "web.base.url", "https://erp.example.com/"
+        )
+        settings = self.env["res.config.settings"].create({})
+        self.assertEqual(
+            settings.dqj_process_url, "https://erp.example.com/api/v1/queue/process"
+        )
+        self.assertEqual(
+            settings.dqj_stats_url, "https://erp.example.com/api/v1/queue/stats"
+        )
+        arch = self.env["res.config.settings"].get_view(view_type="form")["arch"]
+        block = etree.fromstring(arch).xpath("//block[@name='dqj_scheduler_block']")
+        self.assertEqual(len(block), 1)
+        text = etree.tostring(block[0], encoding="unicode")
+        for expected in ("POST", "Content-Type: application/json", '"api_key"'):
+            self.assertIn(expected, text)
+        self.assertEqual(
+            [f.get("name") for f in block[0].xpath(".//field")],
+            ["dqj_process_url", "dqj_stats_url"],
+        )
+
+
+@tagged("post_install", "-at_install")
 class TestJobSearchAndTranslations(QueueJobCase):
     def test_running_now_filter_uses_the_engine_field(self):
         arch = self.queue_job.get_view(view_type="search")["arch"]

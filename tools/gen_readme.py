@@ -14,6 +14,7 @@ SECTIONS = [
     ("DESCRIPTION.rst", None),
     ("INSTALL.rst", "Installation"),
     ("COMPATIBILITY.rst", "Compatibility"),
+    ("MIGRATE.rst", "Migrating from the original"),
     ("CONFIGURE.rst", "Configuration"),
     ("USAGE.rst", "Usage"),
     ("API.rst", "External API"),

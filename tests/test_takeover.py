@@ -1,0 +1,238 @@
+# License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
+"""Taking over from the original deltatech_queue_job, step by step.
+
+The whole upgrade (``odoo -u`` on a database with the original's footprint, then a
+real server) is checked by ``stress/takeover_check.py``, which ``./dev.sh test`` runs;
+here each step of ``takeover.py`` meets the cases the end-to-end run does not.
+"""
+
+import logging
+
+from odoo.exceptions import UserError
+from odoo.tests import TransactionCase, tagged
+
+from .. import takeover
+from ..engine.api_key import api_key_configured, verify_api_key
+from ..engine.settings import (
+    PARAM_API_KEY_HASH,
+    PARAM_BATCH_SIZE,
+    PARAM_MAX_SECONDS,
+    read_settings,
+)
+from .common import QueueJobCase
+
+ORIGINAL_KEY = "queue_job_processor.api_key"
+ORIGINAL_BATCH = "queue_job_processor.batch_size"
+ORIGINAL_SECONDS = "queue_job_processor.max_seconds"
+TAKEOVER_LOGGER = "odoo.addons.deltatech_queue_job.takeover"
+
+
+@tagged("post_install", "-at_install")
+class TestCarryOverSettings(TransactionCase):
+    def setUp(self):
+        super().setUp()
+        self.params = self.env["ir.config_parameter"].sudo()
+        for key in (PARAM_API_KEY_HASH, PARAM_BATCH_SIZE, PARAM_MAX_SECONDS):
+            self.params.search([("key", "=", key)]).unlink()
+
+    def original(self, key, value):
+        """A parameter of the original, owned by an XML id of its data file."""
+        record = self.params.create({"key": key, "value": value})
+        name = {
+            ORIGINAL_KEY: "queue_processor_api_key",
+            ORIGINAL_BATCH: "queue_processor_batch_size",
+            ORIGINAL_SECONDS: "queue_processor_max_seconds",
+        }[key]
+        self.env["ir.model.data"].create(
+            {
+                "module": "deltatech_queue_job",
+                "name": name,
+                "model": "ir.config_parameter",
+                "res_id": record.id,
+            }
+        )
+        return record
+
+    def assertOriginalsGone(self):
+        self.assertFalse(
+            self.params.search(
+                [("key", "in", (ORIGINAL_KEY, ORIGINAL_BATCH, ORIGINAL_SECONDS))]
+            )
+        )
+        self.assertFalse(
+            self.env["ir.model.data"].search(
+                [
+                    ("module", "=", "deltatech_queue_job"),
+                    ("name", "like", "queue_processor_%"),
+                ]
+            )
+        )
+
+    def test_the_old_key_works_and_its_plain_text_is_gone(self):
+        old_key = "the-key-cron-job-org-sends-" + "x" * 16
+        self.original(ORIGINAL_KEY, old_key)
+        self.original(ORIGINAL_BATCH, "35")
+        self.original(ORIGINAL_SECONDS, " 45 ")
+        carried = takeover.carry_over_settings(self.env)
+        self.assertEqual(carried, ["api_key", "batch_size", "max_seconds"])
+        self.assertTrue(verify_api_key(self.env, old_key))
+        self.assertFalse(verify_api_key(self.env, old_key + "y"))
+        stored = self.params.get_param(PARAM_API_KEY_HASH)
+        self.assertNotIn(old_key, stored)
+        settings = read_settings(self.env)
+        self.assertEqual((settings.batch_size, settings.max_seconds), (35, 45))
+        self.assertOriginalsGone()
+        self.env.cr.execute(
+            "SELECT count(*) FROM ir_config_parameter WHERE value LIKE %s",
+            [f"%{old_key}%"],
+        )
+        self.assertEqual(self.env.cr.fetchone()[0], 0, "no plain text left anywhere")
+
+    def test_the_placeholder_key_is_dropped_leaving_no_key(self):
+        """The original's 18.0 data shipped one key to every database."""
+        self.original(
+            ORIGINAL_KEY, "sk_live_CHANGE_ME_generate_random_key_here_123456789"
+        )
+        with self.assertLogs(TAKEOVER_LOGGER, logging.INFO) as logs:
+            carried = takeover.carry_over_settings(self.env)
+        self.assertEqual(carried, [])
+        self.assertFalse(api_key_configured(self.env))
+        self.assertOriginalsGone()
+        self.assertIn("placeholder", logs.output[0])
+        self.assertTrue(all(line.startswith("INFO") for line in logs.output))
+
+    def test_values_out_of_bounds_are_not_copied(self):
+        self.original(ORIGINAL_BATCH, "5000")
+        self.original(ORIGINAL_SECONDS, "fifty")
+        self.assertEqual(takeover.carry_over_settings(self.env), [])
+        self.assertFalse(self.params.get_param(PARAM_BATCH_SIZE))
+        self.assertFalse(self.params.get_param(PARAM_MAX_SECONDS))
+        self.assertOriginalsGone()
+
+    def test_settings_the_port_already_has_are_kept(self):
+        self.params.set_param(PARAM_BATCH_SIZE, "12")
+        self.original(ORIGINAL_BATCH, "35")
+        self.original(ORIGINAL_SECONDS, "45")
+        self.assertEqual(takeover.carry_over_settings(self.env), ["max_seconds"])
+        self.assertEqual(self.params.get_param(PARAM_BATCH_SIZE), "12")
+        self.assertOriginalsGone()
+
+    def test_nothing_to_carry_is_a_no_op(self):
+        self.assertEqual(takeover.carry_over_settings(self.env), [])
+
+
+@tagged("post_install", "-at_install")
+class TestOriginalUi(TransactionCase):
+    def test_the_originals_menu_action_and_extra_view_are_dropped(self):
+        Data = self.env["ir.model.data"]
+        action = self.env["ir.actions.act_window"].create(
+            {"name": "Settings", "res_model": "res.config.settings"}
+        )
+        menu = self.env["ir.ui.menu"].create(
+            {
+                "name": "Settings",
+                "parent_id": self.env.ref("queue_job.menu_queue_job_root").id,
+                "action": f"ir.actions.act_window,{action.id}",
+            }
+        )
+        view = self.env["ir.ui.view"].create(
+            {
+                "name": "queue.job.tree.enhanced",
+                "model": "queue.job",
+                "inherit_id": self.env.ref("queue_job.view_queue_job_tree").id,
+                "arch": '<field name="uuid" position="after">'
+                '<field name="priority"/></field>',
+            }
+        )
+        child = self.env["ir.ui.view"].create(
+            {
+                "name": "a customization of it",
+                "model": "queue.job",
+                "inherit_id": view.id,
+                "arch": '<field name="priority" position="after">'
+                '<field name="eta"/></field>',
+            }
+        )
+        for name, record in (
+            ("action_queue_job_config", action),
+            ("menu_queue_job_config", menu),
+            ("view_queue_job_tree_enhanced", view),
+        ):
+            Data.create(
+                {
+                    "module": "deltatech_queue_job",
+                    "name": name,
+                    "model": record._name,
+                    "res_id": record.id,
+                }
+            )
+        dropped = takeover.drop_original_ui(self.env)
+        self.assertEqual(set(dropped), set(takeover.ORIGINAL_UI_DROPPED))
+        for record in (action, menu, view, child):
+            self.assertFalse(record.exists(), record)
+        # The list still renders without them.
+        self.assertTrue(self.env["queue.job"].get_view(view_type="list")["arch"])
+        self.assertEqual(takeover.drop_original_ui(self.env), [])
+
+
+@tagged("post_install", "-at_install")
+class TestAbsorbCronJobrunner(TransactionCase):
+    """The database states are set in SQL inside the test's transaction (rolled
+    back): queue_job_cron_jobrunner is not installed in the test database."""
+
+    def set_state(self, state):
+        self.env.cr.execute(
+            "UPDATE ir_module_module SET state = %s WHERE name = %s",
+            [state, takeover.CRON_JOBRUNNER],
+        )
+
+    def state(self):
+        self.env.cr.execute(
+            "SELECT state FROM ir_module_module WHERE name = %s",
+            [takeover.CRON_JOBRUNNER],
+        )
+        return self.env.cr.fetchone()[0]
+
+    def setUp(self):
+        super().setUp()
+        if not self.env["ir.module.module"].search(
+            [("name", "=", takeover.CRON_JOBRUNNER)]
+        ):
+            self.env["ir.module.module"].update_list()
+
+    def test_nothing_to_absorb(self):
+        self.assertEqual(self.state(), "uninstalled")
+        self.assertFalse(takeover.absorb_cron_jobrunner(self.env))
+        self.assertEqual(self.state(), "uninstalled")
+
+    def test_installed_it_is_marked_for_removal(self):
+        """Odoo uninstalls a module marked 'to remove' at the end of the update, then
+        reloads the registry without it."""
+        self.set_state("installed")
+        with self.assertLogs(TAKEOVER_LOGGER, logging.INFO) as logs:
+            self.assertTrue(takeover.absorb_cron_jobrunner(self.env))
+        self.assertEqual(self.state(), "to remove")
+        self.assertIn("takes over from queue_job_cron_jobrunner", logs.output[0])
+
+    def test_refused_when_another_module_depends_on_it(self):
+        self.set_state("installed")
+        other = self.env["ir.module.module"].search([("name", "=", "test_queue_job")])
+        self.env.cr.execute(
+            "INSERT INTO ir_module_module_dependency (module_id, name) VALUES (%s, %s)",
+            [other.id, takeover.CRON_JOBRUNNER],
+        )
+        with self.assertRaisesRegex(UserError, "test_queue_job"):
+            takeover.absorb_cron_jobrunner(self.env)
+        self.assertEqual(self.state(), "installed", "nothing changed")
+
+
+@tagged("post_install", "-at_install")
+class TestResumeQueue(QueueJobCase):
+    def test_pending_jobs_get_the_runner_crons_triggered(self):
+        self.enqueue(1)
+        crons = self.queue_job._runner_crons().filtered("active")
+        Trigger = self.env["ir.cron.trigger"].sudo()
+        before = Trigger.search_count([("cron_id", "in", crons.ids)])
+        takeover.resume_queue(self.env)
+        after = Trigger.search_count([("cron_id", "in", crons.ids)])
+        self.assertEqual(after - before, len(crons))
