@@ -543,7 +543,7 @@ EOF
 }
 
 cmd_bench() {
-    # One database per runner (the two addons exclude each other), fresh each run.
+    # One database per runner (the two addons cannot run together), fresh each run.
     install_requirements
     require_odoo
     start_postgres

@@ -14,6 +14,8 @@ import logging
 from odoo.exceptions import UserError
 from odoo.tools.sql import column_exists, create_column
 
+from odoo.addons.base.models.ir_model import MODULE_UNINSTALL_FLAG
+
 from .engine.api_key import hash_api_key
 from .engine.settings import (
     BOUNDS,
@@ -126,7 +128,7 @@ def drop_original_ui(env):
     for name in ORIGINAL_UI_DROPPED:
         record = env.ref(f"{MODULE}.{name}", raise_if_not_found=False)
         if record:
-            record.with_context(_force_unlink=True).unlink()
+            record.with_context(**{MODULE_UNINSTALL_FLAG: True}).unlink()
             dropped.append(name)
     if dropped:
         _logger.info("%s: the original's %s removed", MODULE, ", ".join(dropped))
@@ -167,6 +169,7 @@ def absorb_cron_jobrunner(env):
         )
     adopted, adopted_active = _adopt_runner_crons(cr)
     if adopted_active:
+        # This addon's data file brings the default number of runner crons.
         params = env["ir.config_parameter"].sudo()
         if not params.get_param(PARAM_RUNNER_COUNT):
             default, _low, high = BOUNDS["runner_count"]

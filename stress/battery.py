@@ -51,14 +51,28 @@ def _cases(key):
         ("JSON array", 400, ("POST", b"[]", JSON), False),
         ("JSON string", 400, ("POST", b'"2.0"', JSON), False),
         ("JSON nested 20000 deep", 400, ("POST", nested, JSON), False),
-        ("no jsonrpc member", 400, ("POST", b'{"params": {}}', JSON), False),
-        ("jsonrpc 1.0", 400, ("POST", _body(valid, jsonrpc="1.0"), JSON), False),
-        ("jsonrpc 2 (number)", 400, ("POST", _body(valid, jsonrpc=2), JSON), False),
+        # Envelopes and parameters the original deltatech_queue_job served are
+        # served (another jsonrpc, none, unknown parameters: ignored with a
+        # warning): without a key, they are refused for the key.
+        ("no jsonrpc member, no key", 401, ("POST", b'{"params": {}}', JSON), 0),
+        ("jsonrpc 1.0, no key", 401, ("POST", _body({}, jsonrpc="1.0"), JSON), 0),
+        ("jsonrpc 2 (number), no key", 401, ("POST", _body({}, jsonrpc=2), JSON), 0),
         ("params a list", 400, ("POST", b'{"jsonrpc": "2.0", "params": []}', JSON), 0),
         ("params a string", 400, ("POST", _raw_params('"x"'), JSON), False),
-        ("unknown parameter", 400, _post({**valid, "batchsize": 5}), False),
-        ("unicode parameter", 400, _post({**valid, "bätch_sïze→": 5}), False),
-        ("id an object", 400, ("POST", _body(valid, jsonrpc="1", id={}), JSON), 0),
+        ("unknown parameter, no key", 401, _post({"batchsize": 5}), False),
+        ("unicode parameter, no key", 401, _post({"bätch_sïze→": 5}), False),
+        ("id an object, no key", 401, ("POST", _body({}, jsonrpc="1", id={}), JSON), 0),
+        (
+            "unknown parameter, bad batch_size",
+            400,
+            _post({**valid, "batchsize": 5, "batch_size": "x"}),
+            False,
+        ),
+        # the key in a URL is refused unread (URLs land in access logs)
+        ("key in the URL", 400, ("POST", _body(), JSON, f"{PROCESS}?api_key={key}"), 0),
+        ("stats: key in the URL", 400, ("GET", b"", {}, f"{STATS}?api_key={key}"), 0),
+        ("stats: GET without key", 401, ("GET", b"", {}, STATS), False),
+        ("stats: PUT", 405, ("PUT", _body(valid), JSON, STATS), False),
         # keys
         ("missing key", 401, _post({}), False),
         ("empty key", 401, _post({"api_key": ""}), False),
@@ -121,9 +135,9 @@ def _form():
 def _send(server, how):
     """Send one case; (status, body text, headers)."""
     if isinstance(how, tuple):
-        method, data, headers = how
+        method, data, headers, route = (*how, PROCESS) if len(how) == 3 else how
         response = requests.request(
-            method, server.url + PROCESS, data=data, headers=headers, timeout=60
+            method, server.url + route, data=data, headers=headers, timeout=60
         )
         return response.status_code, response.text, response.headers
     if how == "multipart":
@@ -195,7 +209,8 @@ def _judge(label, expected, status, text, headers):
     message = result.get("message")
     check(isinstance(message, str) and len(message) >= 5, f"{label}: no message")
     if status == 405:
-        check(headers.get("Allow") == "POST", f"{label}: no Allow header")
+        allowed = "GET, POST" if label.startswith("stats") else "POST"
+        check(headers.get("Allow") == allowed, f"{label}: no Allow header")
     return message
 
 

@@ -30,6 +30,10 @@ if not function:
     function = env["queue.job.function"].create({{
         "model_id": env.ref("base.model_ir_actions_server").id, "method": "run"}})
 function.allow_commit = True
+# Running servers cache job functions: a shell must tell them (the UI's request does),
+# before the jobs exist.
+env.cr.commit()
+env.registry.signal_changes()
 partner_model = env.ref("base.model_res_partner").id
 allowed = env["ir.actions.server"].create({{
     "name": "dqj stress: allowed to commit", "model_id": partner_model,
