@@ -55,9 +55,6 @@ for kind, count, code in (("refused", {refused}, {refused_code!r}),
 for i in range({allowed_count}):
     uuids["allowed"].append(allowed.with_delay().run().uuid)
 env.cr.commit()
-# The running server caches job functions: tell it they changed (an odoo shell does
-# not signal by itself, a request or a cron run does).
-env.registry.signal_changes()
 print("RESULT", json.dumps({{"uuids": uuids}}))
 """
 

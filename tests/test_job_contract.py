@@ -374,3 +374,43 @@ class TestChannelRules(QueueJobCase):
         held = self.enqueue(1, channel="root.recorded")
         stats = self.run_runner()
         self.assertNotIn(held.id, stats.job_ids)
+
+
+@tagged("post_install", "-at_install")
+class TestOnFail(QueueJobCase):
+    def test_on_fail_is_called_after_the_final_failure_only(self):
+        model = self.env["test.queue.job"]
+        function_model = self.env["queue.job.function"]
+        if "on_fail_method" not in function_model._fields:
+            # queue_job before 18.0.3 has no on_fail: nothing to call.
+            self.assertFalse(hasattr(Job, "on_fail"))
+            return
+        function = function_model.search(
+            [("name", "=", "<test.queue.job>.testing_method")]
+        ) or function_model.create(
+            {
+                "model_id": self.env.ref("test_queue_job.model_test_queue_job").id,
+                "method": "testing_method",
+            }
+        )
+        function.on_fail_method = "testing_method"
+        job = self.jobs_of(
+            [model.with_delay(max_retries=2).testing_method(raise_retry=True)]
+        )
+        calls = []
+        original = type(model).testing_method
+
+        def spy(records, *args, **kwargs):
+            if "exc_name" in kwargs:
+                calls.append(kwargs)
+            return original(records, *args, **kwargs)
+
+        with patch.object(type(model), "testing_method", spy), mute_logger(JOB_LOGGER):
+            self.run_runner()
+            self.assertEqual(job.state, "pending", "postponed by its first retry")
+            self.assertEqual(calls, [], "not called after a postponement")
+            job.write({"eta": False})
+            self.run_runner()
+        self.assertEqual(job.state, "failed")
+        self.assertEqual(len(calls), 1)
+        self.assertIn("Max. retries (2) reached", calls[0]["exc_message"])
