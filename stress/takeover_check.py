@@ -453,7 +453,9 @@ def done_count(db, uuids):
 
 def check_runner_crons_drain(db, jobs):
     """The runner crons (the API run left a trigger: work was left) process the rest."""
-    server = OdooServer(db, workers=0, cron_threads=1, log_name="takeover-cron.log")
+    # Prefork: a cron worker finishes its job on SIGTERM (threaded mode closes its
+    # cursor under it).
+    server = OdooServer(db, workers=1, cron_threads=1, log_name="takeover-cron.log")
     try:
         server.start()
         wait_for(
