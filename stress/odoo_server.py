@@ -176,18 +176,25 @@ class OdooServer:
     """``odoo`` in prefork mode on a free loopback port, in a process group of its
     own so that it can always be stopped whole (workers, cron workers, gevent)."""
 
-    def __init__(self, db, workers=2, cron_threads=2, log_name=None):
+    def __init__(self, db, workers=2, cron_threads=2, log_name=None, extra_args=()):
         self.db = db
         self.workers = workers
         self.cron_threads = cron_threads
+        # More command-line options, e.g. the time limits ("--limit-time-real-cron=75").
+        self.extra_args = tuple(extra_args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = os.path.join(db.log_dir, log_name or f"{db.name}-server.log")
         self.proc = None
+        self.started_at = None  # time.monotonic() when the server was started
+        self._log_fresh = False
 
     def start(self, timeout=120):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.log)
+        if not self._log_fresh:
+            # A restarted server appends to the log of its first start.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.log)
+            self._log_fresh = True
         argv = self.db.odoo_argv(
             f"--workers={self.workers}",
             f"--max-cron-threads={self.cron_threads}",
@@ -197,7 +204,9 @@ class OdooServer:
             f"--db-filter=^{self.db.name}$",
             f"--logfile={self.log}",
             "--log-level=info",
+            *self.extra_args,
         )
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             argv,
             cwd="/",
@@ -238,6 +247,11 @@ class OdooServer:
                     r"Worker WorkerCron \((\d+)\) alive", log.read()
                 )
             }
+
+    def cron_worker_timeouts(self):
+        """Cron workers the master killed for overrunning their time limit."""
+        with open(self.log, errors="replace") as log:
+            return len(re.findall(r"WorkerCron \(\d+\) timeout after", log.read()))
 
     def process_of_backend(self, backend_pid):
         """The server's process at the other end of a PostgreSQL backend's socket.
