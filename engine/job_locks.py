@@ -25,6 +25,7 @@ Which rows, which lock, and why a job cannot run twice:
 
 import logging
 import zlib
+from typing import NamedTuple
 
 from psycopg2.extensions import TransactionRollbackError
 
@@ -75,17 +76,19 @@ def _compose_acquire_sql(job_id=None, exclude_channels=()):
             )
         )
     # The CTE locks one row; the outer SELECT runs once, for that row only, and takes
-    # the 'running' advisory lock. Ordered as ACQUIRE_INDEX.
+    # the 'running' advisory lock. Ordered as ACQUIRE_INDEX. The job function comes
+    # along for the runner's duration estimate (no second query per job).
     return SQL(
         """
         WITH next_job AS (
-            SELECT id, channel FROM queue_job
+            SELECT id, channel, channel_method_name FROM queue_job
             WHERE %s
             ORDER BY priority, eta, date_created, id
             LIMIT 1
             FOR NO KEY UPDATE SKIP LOCKED
         )
-        SELECT id, channel, pg_advisory_xact_lock(%s, id) FROM next_job
+        SELECT id, channel, channel_method_name, pg_advisory_xact_lock(%s, id)
+        FROM next_job
         """,
         SQL(" AND ").join(conditions),
         RUNNING_LOCK_NS,
@@ -101,8 +104,14 @@ def acquire_sql(job_id=None, exclude_channels=()):
     return _compose_acquire_sql(job_id, exclude_channels)
 
 
+class LockedJob(NamedTuple):
+    id: int
+    function: str  # queue_job's channel_method_name, e.g. "<res.partner>.write"
+
+
 def lock_job(cr, job_id=None, commit=True, capacities=None):
-    """Lock the next eligible job (or job ``job_id``); return its id or None.
+    """Lock the next eligible job (or job ``job_id``); return a :class:`LockedJob`
+    (its id and job function) or None.
 
     Odoo cursors run at REPEATABLE READ: when another runner committed a change to the
     row after this transaction's snapshot (it just finished that job), the lock attempt
@@ -133,9 +142,21 @@ def lock_job(cr, job_id=None, commit=True, capacities=None):
         except TransactionRollbackError:
             _logger.debug("job acquisition lost a race, looking again")
             continue
-        return row[0] if row else None
+        return LockedJob(row[0], row[2]) if row else None
     _logger.info("no job acquired after %s attempts", ACQUIRE_RETRIES)
     return None
+
+
+def release_job(cr, commit):
+    """Give back a job locked by :func:`lock_job`, untouched.
+
+    With ``commit`` the transaction holds nothing but that acquisition (the previous
+    job was committed): rolling it back releases the row lock, the 'running' lock and
+    the channel slots, and another runner may take the job at once. Without, they
+    last until the caller's transaction ends. The job stays pending either way.
+    """
+    if commit:
+        cr.rollback()
 
 
 def channel_chain(channel):

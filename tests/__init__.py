@@ -4,3 +4,4 @@ from . import test_concurrency
 from . import test_settings
 from . import test_ui
 from . import test_api
+from . import test_watchdog
