@@ -185,9 +185,9 @@ class BudgetedRunner:
     def _fits(self, function, stats, deadline):
         """Whether a job of ``function``, just acquired, may start now.
 
-        Its estimate must end before the deadline. The run's first job is always let
-        start by max_seconds (a caller's budget: a run does at least one job), never
-        by the watchdog, with one exception: a job estimated longer than the whole
+        Its estimate must end before the deadline. max_seconds always lets the run's
+        first job start (a caller's budget: a run does at least one job); the
+        watchdog does not, with one exception: a job estimated longer than the whole
         cron budget cannot fit in any cron run; rather than leaving it (and the queue
         behind it) pending forever, it starts at the beginning of a run that has at
         least half that budget, and if it really needs that long the watchdog kills

@@ -44,19 +44,21 @@ def install_heartbeat():
 
     ``Worker._runloop`` looks ``pipe_ping`` up on the server object at each call, so
     wrapping the class's method reaches the workers forked after this import as well
-    as the one importing it. The wrapper calls the original first and only reads the
-    clock: the watchdog sees exactly the pings it saw before. Idempotent.
+    as the one importing it. The wrapper reads the clock and calls the original: the
+    watchdog sees exactly the pings it saw before. The time is read before the write,
+    so that it is never later than the moment the master reads the ping. Idempotent.
     """
     original = odoo_server.PreforkServer.pipe_ping
     if getattr(original, "dqj_heartbeat", False):
         return
 
     def pipe_ping(self, pipe):
+        now = time.monotonic()
         original(self, pipe)
         # The master also pings its own wake-up pipe (signals): not a heartbeat.
         if pipe is not getattr(self, "pipe", None):
             global _last_ping
-            _last_ping = (os.getpid(), time.monotonic())
+            _last_ping = (os.getpid(), now)
 
     pipe_ping.dqj_heartbeat = True
     pipe_ping.__wrapped__ = original
