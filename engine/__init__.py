@@ -6,6 +6,7 @@
 - :mod:`.job_locks`: every SQL statement that takes or reads a lock on jobs;
 - :mod:`.runner`: the budgeted loop every entry point goes through;
 - :mod:`.settings`: defaults, bounds and the reading of the runner's parameters;
+- :mod:`.watchdog`: when Odoo's watchdog would kill the worker running a cron;
 - :mod:`.api_key`: the external API's key, hashed;
 - :mod:`.throttle`: brute-force damping of the external API.
 """

@@ -123,17 +123,19 @@ def _compose_acquire_sql(
     conditions.extend(_channel_excluded(channel) for channel in exclude_channels)
     conditions.extend(_sequence_kept(channel) for channel in sorted(sequential))
     # The CTE locks one row; the outer SELECT runs once, for that row only, and takes
-    # the 'running' advisory lock. Ordered as ACQUIRE_INDEX.
+    # the 'running' advisory lock. Ordered as ACQUIRE_INDEX. The job function comes
+    # along for the runner's duration estimate (no second query per job).
     return SQL(
         """
         WITH next_job AS (
-            SELECT id, channel FROM queue_job
+            SELECT id, channel, channel_method_name FROM queue_job
             WHERE %s
             ORDER BY priority, date_created, id
             LIMIT 1
             FOR NO KEY UPDATE SKIP LOCKED
         )
-        SELECT id, channel, pg_advisory_xact_lock(%s, id) FROM next_job
+        SELECT id, channel, channel_method_name, pg_advisory_xact_lock(%s, id)
+        FROM next_job
         """,
         SQL(" AND ").join(conditions),
         RUNNING_LOCK_NS,
@@ -174,11 +176,14 @@ class Acquired:
     ``contended``: True when it gave up on jobs that other runners were taking at that
     moment, so "nothing locked" does not mean "nothing left"."""
 
-    __slots__ = ("contended", "job_id")
+    __slots__ = ("contended", "function", "job_id")
 
-    def __init__(self, job_id=None, contended=False):
+    def __init__(self, job_id=None, contended=False, function=None):
         self.job_id = job_id
         self.contended = contended
+        # queue_job's channel_method_name (e.g. "<res.partner>.write"), read with the
+        # lock for the runner's duration estimate: no second query per job.
+        self.function = function
 
 
 def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None):
@@ -232,7 +237,7 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None):
                 lost.append(taken)
             continue
         if row:
-            return Acquired(row[0])
+            return Acquired(row[0], function=row[2])
         return Acquired(contended=bool(lost or blocked))
     _logger.info("no job acquired after %s attempts", ACQUIRE_RETRIES)
     return Acquired(contended=True)
@@ -291,6 +296,18 @@ _REQUEUE_DEAD_SQL = """
         ) AND pg_try_advisory_xact_lock(%s, id)
         RETURNING uuid
 """
+
+
+def release_job(cr, commit):
+    """Give back a job locked by :func:`lock_job`, untouched.
+
+    With ``commit`` the transaction holds nothing but that acquisition (the previous
+    job was committed): rolling it back releases the row lock, the 'running' lock and
+    the channel slots, and another runner may take the job at once. Without, they
+    last until the caller's transaction ends. The job stays pending either way.
+    """
+    if commit:
+        cr.rollback()
 
 
 def channel_chain(channel):

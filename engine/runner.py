@@ -9,7 +9,6 @@ stores and shows; this class decides when to stop.
 
 import logging
 import time
-import weakref
 from dataclasses import asdict, dataclass, field
 
 from .settings import check_int
@@ -35,12 +34,6 @@ STOP_ERROR = "error"
 DEAD_JOBS_SWEEP_INTERVAL = 60
 _last_sweep = {}
 
-# Odoo 18 runs a cron's callback up to MAX_BATCH_PER_CRON_JOB times in a row, in the
-# same worker and under the same watchdog, while it reports remaining work. The
-# deadline of such a chain is kept per cursor (the cron keeps one cursor for the chain)
-# so that the whole chain, not each batch, stays under limit_time_real_cron.
-_CRON_CHAIN_DEADLINES = weakref.WeakKeyDictionary()
-
 
 @dataclass
 class RunStats:
@@ -57,6 +50,8 @@ class RunStats:
     time_elapsed: float = 0.0
     stopped_by: str = STOP_EMPTY
     job_ids: list = field(default_factory=list)
+    # {job function: longest run in seconds}, folded into the duration estimates
+    durations: dict = field(default_factory=dict)
 
     def count(self, outcome):
         self.processed += 1
@@ -70,6 +65,7 @@ class RunStats:
     def as_dict(self):
         values = asdict(self)
         values.pop("job_ids")
+        values.pop("durations")
         values["time_elapsed"] = round(self.time_elapsed, 3)
         return values
 
@@ -79,11 +75,15 @@ class BudgetedRunner:
 
     :param job_model: ``queue.job`` model (its environment is the runner's)
     :param batch_size: maximum number of jobs taken
-    :param max_seconds: time budget; the next job is not acquired when the mean job
-        duration seen so far would take the run past it
+    :param max_seconds: time budget; a job whose estimated duration would take the
+        run past it is not started, except the run's first job
     :param commit: commit after each job (the lock of a job lasts until its commit)
-    :param cron_cap: under the cron, seconds the whole cron run may last (below
-        ``limit_time_real_cron``); Odoo may call the runner several times in that run
+    :param watchdog: under the cron, the
+        :class:`~odoo.addons.deltatech_queue_job.engine.watchdog.Watchdog` that kills
+        the worker; a job that would not end before its deadline is never started,
+        the first one included (but see :meth:`_fits`)
+    :param estimates: ``{job function: seconds}``, the duration estimates (read once
+        per run); a function without one is estimated by the run's mean duration
     :param rules: the channels' ChannelRules (capacities, pauses, sequences), read
         once for the run
     :param async_commit: commit each job without waiting for its WAL flush (the
@@ -101,7 +101,8 @@ class BudgetedRunner:
         max_seconds,
         commit=True,
         source="cron",
-        cron_cap=None,
+        watchdog=None,
+        estimates=None,
         rules=None,
         job_ids=None,
         async_commit=False,
@@ -111,47 +112,38 @@ class BudgetedRunner:
         self.max_seconds = check_int("max_seconds", max_seconds)
         self.commit = commit
         self.source = source
-        self.cron_cap = cron_cap
+        self.watchdog = watchdog
+        self.estimates = estimates or {}
         self.rules = rules
         self.job_ids = None if job_ids is None else sorted(set(job_ids))
         self.async_commit = async_commit and commit
+        self.busy = 0.0
         self._contended = False
-
-    def _deadline(self, start):
-        deadline = start + self.max_seconds
-        if self.cron_cap is not None:
-            cr = self.model.env.cr
-            chain_deadline = _CRON_CHAIN_DEADLINES.get(cr)
-            if chain_deadline is None:
-                chain_deadline = start + self.cron_cap
-                _CRON_CHAIN_DEADLINES[cr] = chain_deadline
-            deadline = min(deadline, chain_deadline)
-        return deadline
 
     def run(self):
         stats = RunStats(source=self.source)
         start = time.monotonic()
-        deadline = self._deadline(start)
+        deadline = start + self.max_seconds
+        if self.watchdog is not None:
+            deadline = min(deadline, self.watchdog.deadline)
         self._sweep_dead_jobs(start)
         if self.async_commit:
             self.model._set_synchronous_commit(False)
-        busy = 0.0
         try:
-            busy = self._loop(stats, deadline)
+            self._loop(stats, deadline)
         except BaseException:
             # Whatever raised, the session gets its synchronous commits back and the
             # run is recorded (the exception still reaches the caller).
             if self.commit:
                 self.model.env.cr.rollback()
-            stats.time_elapsed = time.monotonic() - start
             stats.stopped_by = STOP_ERROR
             try:
-                self._finish(stats, deadline, busy, start, failed_run=True)
+                self._finish(stats, start, failed_run=True)
             except Exception:
                 # The caller reports the original error; this one is its shadow.
                 _logger.warning("the failed run could not be recorded", exc_info=True)
             raise
-        self._finish(stats, deadline, busy, start)
+        self._finish(stats, start)
         return stats
 
     def _sweep_dead_jobs(self, now):
@@ -167,17 +159,13 @@ class BudgetedRunner:
         self.model.env.cr.commit()  # pylint: disable=invalid-commit
 
     def _loop(self, stats, deadline):
-        """Take and process jobs until the batch, the budget or the queue ends; return
-        the seconds spent in jobs."""
+        """Take and process jobs until the batch, the budget or the queue ends."""
         selection = None if self.job_ids is None else list(self.job_ids)
-        busy = 0.0
         while True:
             if stats.processed >= self.batch_size:
                 stats.stopped_by = STOP_BATCH
                 break
-            now = time.monotonic()
-            mean = busy / stats.processed if stats.processed else 0.0
-            if now + mean > deadline:
+            if self._out_of_time(stats, deadline):
                 stats.stopped_by = STOP_TIME
                 break
             job = self._next_job(selection, stats)
@@ -186,29 +174,108 @@ class BudgetedRunner:
                 break
             if not job:
                 continue  # a selected job that cannot run now
+            function = job.channel_method_name
+            if not self._fits(function, stats, deadline):
+                # Released untouched: a fresh run (the trigger _after_run leaves)
+                # starts it with time enough.
+                job._release(commit=self.commit)
+                if selection is not None:
+                    selection.insert(0, job.id)
+                stats.stopped_by = STOP_TIME
+                break
             job_start = time.monotonic()
             outcome = job._process(commit=self.commit)
-            busy += time.monotonic() - job_start
+            duration = time.monotonic() - job_start
+            self.busy += duration
+            stats.durations[function] = max(duration, stats.durations.get(function, 0))
             stats.job_ids.append(job.id)
             stats.count(outcome)
         if selection:
             stats.left = len(selection)
-        return busy
 
-    def _finish(self, stats, deadline, busy, start, failed_run=False):
+    def _finish(self, stats, start, failed_run=False):
         stats.pending_count = self.model._count_eligible_jobs()
         now = time.monotonic()
         stats.time_elapsed = now - start
-        mean = busy / stats.processed if stats.processed else 0.0
         if self.async_commit:
             # The commit in _after_run() waits for the WAL flush of the whole batch.
             self.model._set_synchronous_commit(True)
-        chain_deadline = _CRON_CHAIN_DEADLINES.get(self.model.env.cr, deadline)
         self.model._after_run(
             stats,
-            chain_has_time=not failed_run and now + mean < chain_deadline,
+            chain_has_time=not failed_run and self._room_for_another_call(stats, now),
             commit=self.commit,
         )
+
+    def _estimate(self, function, stats):
+        """Seconds a job of ``function`` is expected to take: the longer of its stored
+        estimate and its longest run in this run; the run's mean for an unknown
+        function (0 before the run's first job)."""
+        known = [
+            value
+            for value in (self.estimates.get(function), stats.durations.get(function))
+            if value is not None
+        ]
+        if known:
+            return max(known)
+        return self.busy / stats.processed if stats.processed else 0.0
+
+    def _out_of_time(self, stats, deadline):
+        """No job can start any more: the deadline (the watchdog's for the run's first
+        job, which max_seconds always lets start) has passed."""
+        if not stats.processed:
+            if self.watchdog is None:
+                return False
+            deadline = self.watchdog.deadline
+        return time.monotonic() >= deadline
+
+    def _fits(self, function, stats, deadline):
+        """Whether a job of ``function``, just acquired, may start now.
+
+        Its estimate must end before the deadline. max_seconds always lets the run's
+        first job start (a caller's budget: a run does at least one job); the
+        watchdog does not, with one exception: a job estimated longer than the whole
+        cron budget cannot fit in any cron run; rather than leaving it (and the queue
+        behind it) pending forever, it starts at the beginning of a run that has at
+        least half that budget, and if it really needs that long the watchdog kills
+        the worker, as it should, and the job is pending again.
+        """
+        estimate = self._estimate(function, stats)
+        now = time.monotonic()
+        if not stats.processed:
+            if self.watchdog is None:
+                return True
+            deadline = self.watchdog.deadline
+        if now + estimate <= deadline:
+            return True
+        budget = self.watchdog.budget if self.watchdog is not None else None
+        if (
+            not stats.processed
+            and budget is not None
+            and estimate > budget
+            and deadline - now >= budget / 2
+        ):
+            _logger.warning(
+                "a job of %s is estimated at %.0f s, more than the cron's budget "
+                "(%.0f s below limit_time_real_cron): started anyway, the watchdog "
+                "may kill the worker",
+                function,
+                estimate,
+                budget,
+            )
+            return True
+        return False
+
+    def _room_for_another_call(self, stats, now):
+        """Whether Odoo may call the runner again in this cron run (it does while the
+        run reports remaining work): the watchdog's deadline still leaves room for
+        the longest job this run has seen."""
+        if self.watchdog is None:
+            return True
+        longest = max(
+            (self._estimate(function, stats) for function in stats.durations),
+            default=0.0,
+        )
+        return now + longest <= self.watchdog.deadline
 
     def _next_job(self, selection, stats):
         """The next locked job; an empty recordset for a selected job that cannot

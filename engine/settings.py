@@ -166,19 +166,15 @@ def parse_channels(text):
 
 
 def limit_cap(limit):
-    """Seconds a runner may spend under a platform time limit ``limit`` (0: none)."""
+    """Seconds a runner may spend under a platform time limit ``limit`` (0: none).
+
+    Under the cron they are counted from the worker's last heartbeat, not from the
+    runner's start: see engine/watchdog.py.
+    """
     if not limit or limit <= 0:
         return None
     margin = max(LIMIT_MARGIN_MIN, limit * LIMIT_MARGIN_RATIO)
     return max(1, int(limit - margin))
-
-
-def cron_time_cap():
-    """Budget cap under the cron worker's time limit, ``None`` when unlimited."""
-    limit = config.get("limit_time_real_cron")
-    if limit == -1:
-        limit = config.get("limit_time_real")
-    return limit_cap(limit)
 
 
 def http_time_cap():

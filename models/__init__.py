@@ -4,6 +4,7 @@ from . import queue_job
 from . import queue_job_function
 from . import queue_job_channel
 from . import queue_job_run
+from . import queue_job_duration
 from . import queue_job_stats
 from . import queue_job_actions
 from . import res_config_settings

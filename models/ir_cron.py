@@ -20,7 +20,8 @@ class IrCron(models.Model):
         string="Budgeted Queue Runner",
         help="This cron runs deltatech_queue_job's budgeted runner. Creating a job "
         "triggers every active runner cron; Odoo runs each cron once at a time, so "
-        "N runner crons are N runners sharing the queue.",
+        "N runner crons are N runners sharing the queue when the server has N cron "
+        "threads (--max-cron-threads); with fewer, they run one after the other.",
     )
 
     @api.model

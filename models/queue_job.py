@@ -19,7 +19,8 @@ from odoo.addons.queue_job.job import CANCELLED, DONE, FAILED, PENDING, STARTED,
 from ..engine import job_locks
 from ..engine.runner import POSTPONED, STOP_BATCH, BudgetedRunner
 from ..engine.scopes import TRIGGERED_KEY, guarded_savepoint, rollback_on_error
-from ..engine.settings import BOUNDS, cron_time_cap, read_settings
+from ..engine.settings import BOUNDS, read_settings
+from ..engine.watchdog import cron_watchdog
 from ..exception import NOTHING_TO_DO
 
 _logger = logging.getLogger(__name__)
@@ -138,7 +139,20 @@ class QueueJob(models.Model):
             rules = self._dqj_channel_rules()
         self.env.flush_all()  # the SQL below must see the caller's pending writes
         acquired = job_locks.lock_job(self.env.cr, job_id, commit, capacities, rules)
-        return self.browse(acquired.job_id or []), acquired.contended
+        job = self.browse(acquired.job_id or [])
+        if job:
+            # Read by the acquisition: the runner's duration estimate needs it, and
+            # must not cost a query per job.
+            self.env.cache.update(
+                job, self._fields["channel_method_name"], [acquired.function]
+            )
+        return job, acquired.contended
+
+    def _release(self, commit=True):
+        """Give back this job, acquired and not processed: it stays pending, untouched
+        (see engine/job_locks.py's release_job)."""
+        self.ensure_one()
+        job_locks.release_job(self.env.cr, commit)
 
     @api.model
     def _dqj_channel_rules(self):
@@ -417,7 +431,8 @@ class QueueJob(models.Model):
         ``batch_size`` / ``max_seconds`` default to the settings; with ``job_ids``,
         those jobs are processed (the ones that cannot run now are skipped) instead
         of the queue's next ones, and the batch size defaults to their number. Under
-        the cron the budget is also capped below ``limit_time_real_cron``, and the
+        the cron the run also ends before Odoo's watchdog would kill the worker,
+        counted from the worker's last heartbeat (engine/watchdog.py), and the
         progress is reported to the cron so Odoo 18 does not count the run as a
         timeout. Returns
         the run's :class:`~odoo.addons.deltatech_queue_job.engine.runner.RunStats`.
@@ -433,7 +448,8 @@ class QueueJob(models.Model):
             max_seconds if max_seconds is not None else settings.max_seconds,
             commit=commit,
             source=source,
-            cron_cap=cron_time_cap() if in_cron else None,
+            watchdog=cron_watchdog() if in_cron else None,
+            estimates=self.env["queue.job.duration"]._dqj_estimates(),
             rules=self._dqj_channel_rules(),
             job_ids=job_ids,
             async_commit=settings.async_commit,
@@ -454,15 +470,17 @@ class QueueJob(models.Model):
         self.env.cr.commit()  # pylint: disable=invalid-commit
 
     def _after_run(self, stats, chain_has_time, commit):
-        """Leave a trigger when work is left, report to the cron, log the run."""
+        """Leave a trigger when work is left, report to the cron, log the run, learn
+        the jobs' durations."""
         in_cron = bool(self.env.context.get("ir_cron_progress_id"))
         if stats.pending_count and stats.stopped_by != "empty":
-            self._cron_trigger()
+            self._cron_continue()
         if in_cron:
             # Reporting remaining work makes Odoo call the runner again at once (up to
-            # 10 times, same worker) -- only when the batch ended by its size and the
-            # time cap leaves room; otherwise report "fully done" and let the trigger
-            # above start a fresh cron run, under a fresh watchdog.
+            # 10 times, same worker, same heartbeat) -- only when the batch ended by
+            # its size and the watchdog leaves room for another job; otherwise report
+            # "fully done" and let the trigger above start a fresh cron pass, after a
+            # fresh heartbeat.
             loop_again = stats.stopped_by == STOP_BATCH and chain_has_time
             self.env["ir.cron"]._notify_progress(
                 done=stats.processed,
@@ -484,6 +502,8 @@ class QueueJob(models.Model):
         self.env.flush_all()
         if commit:
             self.env.cr.commit()  # pylint: disable=invalid-commit
+        # Last, in a transaction of its own when committing: see _dqj_learn.
+        self.env["queue.job.duration"].sudo()._dqj_learn(stats.durations, commit)
 
     # ------------------------------------------------------------------ triggers
     @api.model
@@ -532,6 +552,27 @@ class QueueJob(models.Model):
                 cron._trigger(at=missing)
                 outcome = "triggered"
         return outcome
+
+    @api.model
+    def _cron_continue(self):
+        """Trigger every runner cron to go on with the queue now, in a fresh pass.
+
+        ``ir.cron._trigger()`` rounds "now" down to the second, and a cron run that
+        ends "fully done" deletes its triggers older than the start of its own
+        transaction (``_reschedule_later``): a trigger left less than a second after
+        the cron run began, which is what a runner with no time left does, would be
+        deleted with them, and the queue would wait for the crons' interval. The
+        database's clock, to the microsecond, is after that start; the NOTIFY that
+        ``_trigger`` sends only for past moments wakes the cron workers up.
+        """
+        crons = self._runner_crons().filtered("active")
+        if not crons:
+            return
+        self.env.cr.execute("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
+        now = self.env.cr.fetchone()[0]
+        for cron in crons:
+            cron._trigger(at=now)
+        self.env.cr.postcommit.add(crons[:1]._notifydb)
 
     def _ensure_cron_trigger(self):
         """Create the cron triggers these jobs need, at most one per moment per

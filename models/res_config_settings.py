@@ -41,16 +41,22 @@ class ResConfigSettings(models.TransientModel):
         string="Max Seconds",
         config_parameter=PARAM_MAX_SECONDS,
         default=BOUNDS["max_seconds"][0],
-        help="Time budget of one runner execution: no job is started when the mean "
-        "job duration would take the run past it. Keep it below the platform's time "
-        "limits (Odoo.sh kills workers after a while).",
+        help="Time budget of one runner execution: no job is started when its "
+        "estimated duration would take the run past it. A run started by the cron "
+        "also ends before the server's cron time limit (limit_time_real_cron) would "
+        "kill its worker, counted as Odoo counts it: from the cron worker's last "
+        "heartbeat, before it slept and ran the other crons of its pass.",
     )
     dqj_runner_count = fields.Integer(
         string="Parallel Runners",
         config_parameter=PARAM_RUNNER_COUNT,
         default=BOUNDS["runner_count"][0],
         help="Number of runner crons sharing the queue (each cron runs one job at a "
-        "time; jobs are never run twice, the runners skip each other's jobs).",
+        "time; jobs are never run twice, the runners skip each other's jobs). Odoo "
+        "runs at most --max-cron-threads crons at the same time: runner crons beyond "
+        "that number run one after the other in the same cron worker, sharing its "
+        "time limit, and add nothing. Keep it at or below the number of cron "
+        "threads, one fewer when Odoo's other crons must not wait behind the queue.",
     )
     dqj_channels = fields.Char(
         string="Channel Capacities",

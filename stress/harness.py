@@ -8,7 +8,7 @@ import threading
 import time
 
 import requests
-from odoo_server import Failure, check, hash_api_key, wait_for
+from odoo_server import Failure, OdooServer, check, hash_api_key, wait_for
 
 # The side effects of the stress jobs: one row per successful run, keyed by the job's
 # uuid, so a second run of a job cannot commit (it fails on the primary key instead).
@@ -33,6 +33,21 @@ class Stress:
         self.server = server
         self.key = key
         self.short = short
+        # Logs of the servers scenarios started for themselves (see own_server).
+        self.extra_logs = []
+
+    @contextlib.contextmanager
+    def own_server(self, name, **options):
+        """A server of the scenario's own, with its options (``OdooServer``'s), alone
+        on the database: the shared server is stopped first (run.py starts it again
+        if a later scenario needs it). Stopped when the block ends."""
+        self.server.stop()
+        server = OdooServer(self.db, log_name=f"stress-{name}-server.log", **options)
+        self.extra_logs.append(server.log)
+        try:
+            yield server.start()
+        finally:
+            server.stop()
 
     # ------------------------------------------------------------ setup
     @staticmethod

@@ -211,10 +211,15 @@ class OdooServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = os.path.join(db.log_dir, log_name or f"{db.name}-server.log")
         self.proc = None
+        self.started_at = None  # time.monotonic() when the server was started
+        self._log_fresh = False
 
     def start(self, timeout=120):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.log)
+        if not self._log_fresh:
+            # A restarted server appends to the log of its first start.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.log)
+            self._log_fresh = True
         argv = self.db.odoo_argv(
             f"--workers={self.workers}",
             f"--max-cron-threads={self.cron_threads}",
@@ -226,6 +231,7 @@ class OdooServer:
             "--log-level=info",
             *self.extra_args,
         )
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             argv,
             cwd="/",
@@ -266,6 +272,11 @@ class OdooServer:
                     r"Worker WorkerCron \((\d+)\) alive", log.read()
                 )
             }
+
+    def cron_worker_timeouts(self):
+        """Cron workers the master killed for overrunning their time limit."""
+        with open(self.log, errors="replace") as log:
+            return len(re.findall(r"WorkerCron \(\d+\) timeout after", log.read()))
 
     def process_of_backend(self, backend_pid):
         """The server's process at the other end of a PostgreSQL backend's socket.

@@ -7,8 +7,10 @@ Run it with ``./dev.sh stress [--short]``, or directly::
 It copies the template database, installs the addon, starts ``odoo`` with
 ``--workers=2 --max-cron-threads=2`` on a free loopback port and drives it from
 outside (HTTP and PostgreSQL), one scenario after the other; each prints one summary
-line, or FAIL and why. The server is always stopped and the database dropped at the
-end. ``--short`` runs every scenario with fewer jobs (the CI run).
+line, or FAIL and why. The cron watchdog scenarios start servers of their own (other
+time limits, one cron thread), after the others. Servers are always stopped and the
+database dropped at the end. ``--short`` runs every scenario with fewer jobs (the CI
+run).
 """
 
 import argparse
@@ -20,6 +22,7 @@ import traceback
 
 from battery import bad_input
 from committing import committing_jobs
+from cron_watchdog import backlog_after_long_sleep, issue_case, slow_jobs
 from harness import Stress
 from jobrunner_beside import jobrunner_beside
 from odoo_server import Database, Failure, OdooServer
@@ -31,15 +34,21 @@ from scenarios import (
     slow_database,
 )
 
+# The scenarios marked OWN start a server of their own (other options), with the
+# shared server stopped: they come last.
+SHARED, OWN = False, True
 SCENARIOS = [
-    ("exactly-once", exactly_once),
-    ("crash", crash_mid_job),
-    ("neighbours", failing_neighbours),
-    ("budget", budget_holds),
-    ("bad-input", bad_input),
-    ("slow-db", slow_database),
-    ("committing", committing_jobs),
-    ("jobrunner-beside", jobrunner_beside),
+    ("exactly-once", exactly_once, SHARED),
+    ("crash", crash_mid_job, SHARED),
+    ("neighbours", failing_neighbours, SHARED),
+    ("budget", budget_holds, SHARED),
+    ("bad-input", bad_input, SHARED),
+    ("slow-db", slow_database, SHARED),
+    ("committing", committing_jobs, SHARED),
+    ("jobrunner-beside", jobrunner_beside, SHARED),
+    ("watchdog", issue_case, OWN),
+    ("watchdog-sleep", backlog_after_long_sleep, OWN),
+    ("watchdog-slow", slow_jobs, OWN),
 ]
 
 # Lines of the server log at ERROR or above that the scenarios cause on purpose.
@@ -78,13 +87,15 @@ def main():
     parser.add_argument("--db", default=f"dqj_stress_{os.getpid()}")
     parser.add_argument(
         "--only",
-        help="comma-separated scenario names: " + ", ".join(n for n, _ in SCENARIOS),
+        help="comma-separated scenario names: "
+        + ", ".join(name for name, *_rest in SCENARIOS),
     )
     args = parser.parse_args()
     # A SIGTERM (a CI timeout) still stops the server and drops the database.
     signal.signal(signal.SIGTERM, lambda *_args: sys.exit(143))
-    wanted = [n for n, _f in SCENARIOS] if not args.only else args.only.split(",")
-    unknown = set(wanted) - {name for name, _f in SCENARIOS}
+    names = [name for name, *_rest in SCENARIOS]
+    wanted = names if not args.only else args.only.split(",")
+    unknown = set(wanted) - set(names)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
 
@@ -93,17 +104,23 @@ def main():
     db = Database(args.db, args.template, args.addons_path, args.data_dir, args.log_dir)
     server = OdooServer(db, log_name="stress-server.log")
     failures = 0
+    st = None
     mode = "short" if args.short else "full"
     print(f"stress ({mode}): database {db.name}, log {server.log}", flush=True)
     try:
         db.create("deltatech_queue_job")
         key = Stress.prepare(db, args.addons_path)
-        server.start()
-        print(f"stress: server up at {server.url} in {time.monotonic() - start:.0f} s")
         st = Stress(db, server, key, args.short)
-        for name, scenario in SCENARIOS:
+        for name, scenario, own_server in SCENARIOS:
             if name not in wanted:
                 continue
+            if not own_server and server.proc is None:
+                server.start()
+                print(
+                    f"stress: server up at {server.url} in "
+                    f"{time.monotonic() - start:.0f} s",
+                    flush=True,
+                )
             try:
                 print(scenario(st), flush=True)
             except Failure as err:
@@ -118,6 +135,8 @@ def main():
     finally:
         server.stop()
         problems = unexpected_log_errors(server.log)
+        for log in st.extra_logs if st else ():
+            problems += unexpected_log_errors(log)
         if os.environ.get("DQJ_KEEP_DB") != "1":
             db.drop()
     if problems:

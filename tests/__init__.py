@@ -10,3 +10,4 @@ from . import test_api_key_signal
 from . import test_original_compat
 from . import test_neutralize
 from . import test_takeover
+from . import test_watchdog

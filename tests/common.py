@@ -5,6 +5,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 
 from odoo import api
@@ -30,6 +31,35 @@ def wait_for(condition, timeout=30.0, interval=0.05, message="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def time_limits(cron, real):
+    saved = config["limit_time_real_cron"], config["limit_time_real"]
+    config["limit_time_real_cron"], config["limit_time_real"] = cron, real
+    try:
+        yield
+    finally:
+        config["limit_time_real_cron"], config["limit_time_real"] = saved
+
+
+@contextlib.contextmanager
+def as_cron_thread(start_time):
+    """Make the current thread what Odoo's threaded server makes its cron threads:
+    ``type = 'cron'``, and ``start_time`` (a ``time.time()``), set before each pass,
+    the heartbeat its watchdog counts from. (Not another thread: the test runner
+    holds the registries' lock, which the cron machinery takes.)"""
+    thread = threading.current_thread()
+    saved = {name: thread.__dict__.get(name) for name in ("type", "start_time")}
+    thread.type, thread.start_time = "cron", start_time
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                thread.__dict__.pop(name, None)
+            else:
+                setattr(thread, name, value)
 
 
 class JobsMixin:
@@ -88,6 +118,8 @@ class QueueJobCase(TransactionCase, JobsMixin):
             "UPDATE queue_job SET state = 'done' WHERE state IN ('pending', 'enqueued')"
         )
         cls.queue_job.invalidate_model()
+        # ... and without duration estimates: budgets judge the jobs by the run alone.
+        cls.env.cr.execute("DELETE FROM queue_job_duration")
 
 
 @contextlib.contextmanager
@@ -189,6 +221,7 @@ class CommittedQueueCase(BaseCase, JobsMixin):
             env.cr.execute(
                 "DELETE FROM ir_config_parameter WHERE key LIKE 'deltatech_queue_job.%'"
             )
+            env.cr.execute("DELETE FROM queue_job_duration")
             env.registry.clear_cache()
 
     @contextlib.contextmanager

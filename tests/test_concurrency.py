@@ -11,7 +11,7 @@ from odoo import sql_db
 from odoo.tests import tagged
 from odoo.tools import config
 
-from .common import CommittedQueueCase, wait_for
+from .common import CommittedQueueCase, as_cron_thread, time_limits, wait_for
 
 RUNNER_SCRIPT = """
 stats = env["queue.job"]._job_runner(batch_size=1000, max_seconds=300, source="manual")
@@ -78,6 +78,24 @@ class TestTwoCursors(CommittedQueueCase):
             env_a["queue.job"]._acquire_one_job()._process(commit=True)
             job = env_b["queue.job"]._acquire_one_job()
             self.assertEqual(job.id, jobs.ids[1])
+
+    def test_runners_learning_the_same_estimate_at_once_both_count(self):
+        """REPEATABLE READ: A's snapshot predates B's committed update of the row A
+        is about to update. A tries again in a fresh transaction, and succeeds."""
+        with self.committed() as env:
+            env["queue.job.duration"]._dqj_learn({"<dqj.test>.f": 1.0}, commit=True)
+        with self.committed() as env_a, self.committed() as env_b:
+            env_a.cr.execute("SELECT 1")  # A's snapshot starts here
+            env_b["queue.job.duration"]._dqj_learn({"<dqj.test>.f": 4.0}, commit=True)
+            env_a["queue.job.duration"]._dqj_learn({"<dqj.test>.f": 8.0}, commit=True)
+            env_b.cr.execute("SELECT 1")  # B's snapshot starts here
+            env_a["queue.job.duration"]._dqj_learn({"<dqj.test>.f": 2.0}, commit=True)
+            # Without commit, B cannot start a fresh transaction: it gives up (its
+            # 9 s are not learnt), without failing its caller.
+            env_b["queue.job.duration"]._dqj_learn({"<dqj.test>.f": 9.0})
+            env_b.cr.rollback()
+            estimates = env_b["queue.job.duration"]._dqj_estimates()
+        self.assertEqual(estimates["<dqj.test>.f"], 5.0, "1, 4, 8, then 2: halfway")
 
     def test_plain_job_costs_at_most_five_queries(self):
         with self.committed() as env:
@@ -198,56 +216,140 @@ class TestProcesses(CommittedQueueCase):
 
 @tagged("post_install", "-at_install")
 class TestCronIntegration(CommittedQueueCase):
-    """The runner under Odoo 18's own cron machinery (ir.cron._process_job)."""
+    """The runner under Odoo 18's own cron machinery (ir.cron._process_job), in a
+    thread marked as the threaded server marks its cron threads: its ``start_time``,
+    set before each pass, is the heartbeat Odoo's watchdog counts from."""
 
-    def _run_cron_once(self, cron_id):
+    LIMIT = 8  # limit_time_real_cron: runs must end 5 s (the margin) before, at 3 s
+
+    def _run_cron_once(self, cron_id, since_heartbeat=0.0):
+        """One cron run, ``since_heartbeat`` seconds into the thread's pass; returns
+        its duration."""
         ir_cron = self.registry["ir.cron"]
         db = sql_db.db_connect(self.registry.db_name)
-        with db.cursor() as cron_cr:
+        with (
+            time_limits(self.LIMIT, config["limit_time_real"]),
+            as_cron_thread(time.time() - since_heartbeat),
+            db.cursor() as cron_cr,
+        ):
             job = ir_cron._acquire_one_job(cron_cr, cron_id)
             self.assertTrue(job, "the runner cron is ready (triggered)")
             start = time.monotonic()
             ir_cron._process_job(db, cron_cr, job)
             return time.monotonic() - start
 
-    def test_cron_chain_stays_under_the_time_limit_and_leaves_a_trigger(self):
+    def _cron_state(self, cron_id):
         with self.committed() as env:
-            env["ir.config_parameter"].set_param("deltatech_queue_job.batch_size", "2")
-            self.enqueue_effect_jobs(
-                env, 30, body="env.cr.execute('SELECT pg_sleep(0.3)')"
-            )
-            cron = env.ref("deltatech_queue_job.cron_queue_job_runner")
-            cron_id = cron.id
-        saved = config["limit_time_real_cron"]
-        config["limit_time_real_cron"] = 8  # cap: 8 - 5 s of margin = 3 s
-        try:
-            elapsed = self._run_cron_once(cron_id)
-        finally:
-            config["limit_time_real_cron"] = saved
-        with self.committed() as env:
-            done = len(self.effects(env))
             cron = env["ir.cron"].browse(cron_id)
-            failure_count, active = cron.failure_count, cron.active
             progress = env["ir.cron.progress"].search(
                 [("cron_id", "=", cron_id)], order="id"
             )
-            batches, last_remaining = len(progress), progress[-1:].remaining
             env.cr.execute(
                 "SELECT count(*) FROM ir_cron_trigger WHERE cron_id = %s "
                 "AND call_at <= now() AT TIME ZONE 'UTC'",
                 [cron_id],
             )
             ready_triggers = env.cr.fetchone()[0]
+            return {
+                "done": len(self.effects(env)),
+                "failure_count": cron.failure_count,
+                "active": cron.active,
+                "batches": len(progress),
+                "last_remaining": progress[-1:].remaining,
+                "timed_out": max(progress.mapped("timed_out_counter"), default=0),
+                "ready_triggers": ready_triggers,
+            }
+
+    def _enqueue(self, count, seconds, batch_size=2):
+        """The runner cron's id and the jobs' ids."""
+        with self.committed() as env:
+            env["ir.config_parameter"].set_param(
+                "deltatech_queue_job.batch_size", str(batch_size)
+            )
+            jobs = self.enqueue_effect_jobs(
+                env, count, body=f"env.cr.execute('SELECT pg_sleep({seconds})')"
+            )
+            return env.ref("deltatech_queue_job.cron_queue_job_runner").id, jobs.ids
+
+    def assertHealthy(self, state):
+        self.assertEqual(state["failure_count"], 0)
+        self.assertEqual(state["timed_out"], 0)
+        self.assertTrue(state["active"])
+        self.assertGreater(state["ready_triggers"], 0, "a trigger continues at once")
+
+    def test_cron_chain_ends_before_the_watchdog_and_leaves_a_trigger(self):
+        cron_id, _jobs = self._enqueue(30, 0.3)
+        elapsed = self._run_cron_once(cron_id)
+        state = self._cron_state(cron_id)
         # Odoo called the runner again while it reported remaining work (batches of
-        # 2), and the chain stopped at the cap, not after Odoo's 10 batches.
-        self.assertGreater(batches, 1)
-        self.assertLess(done, 20)
-        self.assertGreaterEqual(done, 4)
-        self.assertLess(elapsed, 3 + 0.3 + 2, "the chain overran the cron time cap")
-        self.assertEqual(last_remaining, 0, "the last batch reported no work left")
-        self.assertEqual(failure_count, 0)
-        self.assertTrue(active)
-        self.assertGreater(ready_triggers, 0, "a trigger continues the work at once")
+        # 2), and the chain stopped at the heartbeat's deadline (3 s), not after
+        # Odoo's 10 batches.
+        self.assertGreater(state["batches"], 1)
+        self.assertLess(state["done"], 20)
+        self.assertGreaterEqual(state["done"], 4)
+        self.assertLess(elapsed, 3 + 0.3 + 2, "the chain overran the watchdog")
+        self.assertEqual(state["last_remaining"], 0, "the last batch said: no more")
+        self.assertHealthy(state)
+
+    def test_time_spent_before_the_runner_in_the_pass_counts(self):
+        cron_id, _jobs = self._enqueue(30, 0.3, batch_size=100)
+        # Other crons of the pass took 2 s of the 3: one second is left.
+        elapsed = self._run_cron_once(cron_id, since_heartbeat=2)
+        state = self._cron_state(cron_id)
+        self.assertLess(elapsed, 1 + 0.3 + 1, "the runner counted from its own start")
+        self.assertLessEqual(state["done"], 5)
+        self.assertHealthy(state)
+
+    def test_no_time_left_starts_no_job_and_the_continuation_survives(self):
+        cron_id, job_ids = self._enqueue(3, 0.1)
+        with self.committed() as env:
+            # The job-creation triggers: the continuation alone must remain.
+            env.cr.execute("DELETE FROM ir_cron_trigger WHERE cron_id = %s", [cron_id])
+            env.cr.execute(
+                "UPDATE ir_cron SET nextcall = now() AT TIME ZONE 'UTC' WHERE id = %s",
+                [cron_id],
+            )
+        elapsed = self._run_cron_once(cron_id, since_heartbeat=3)
+        state = self._cron_state(cron_id)
+        self.assertEqual(state["done"], 0)
+        self.assertLess(elapsed, 2)
+        with self.committed() as env:
+            pending = env["queue.job"].search_count(
+                [("id", "in", job_ids), ("state", "=", "pending")]
+            )
+            run = env["queue.job.run"].search([("source", "=", "cron")], limit=1)
+            run = (run.processed, run.stopped_by)
+        self.assertEqual(pending, 3, "untouched")
+        self.assertEqual(run, (0, "time"))
+        # Odoo deleted the cron's triggers older than its run's start (fully done);
+        # the runner's continuation is younger, and ready now.
+        self.assertHealthy(state)
+        # The fresh pass it starts has the whole budget: every job is done.
+        self._run_cron_once(cron_id)
+        self.assertEqual(self._cron_state(cron_id)["done"], 3)
+
+    def test_next_job_longer_than_the_time_left_is_released_untouched(self):
+        cron_id, job_ids = self._enqueue(3, 0.1, batch_size=100)
+        with self.committed() as env:
+            function = env["queue.job"].browse(job_ids[0]).channel_method_name
+            env["queue.job.duration"]._dqj_learn({function: 2.0})
+        # 1.5 s left: not enough for a job estimated at 2 s.
+        elapsed = self._run_cron_once(cron_id, since_heartbeat=1.5)
+        state = self._cron_state(cron_id)
+        self.assertEqual(state["done"], 0)
+        self.assertLess(elapsed, 1.5)
+        self.assertHealthy(state)
+        with self.committed() as env:
+            # Released at once, not held until some commit: another runner takes it.
+            job = env["queue.job"]._acquire_one_job()
+            self.assertEqual(job.id, job_ids[0])
+            env.cr.rollback()
+        self._run_cron_once(cron_id)
+        state = self._cron_state(cron_id)
+        self.assertEqual(state["done"], 3, "a fresh pass has the time: 3 s")
+        with self.committed() as env:
+            estimate = env["queue.job.duration"]._dqj_estimates()[function]
+        self.assertLess(estimate, 1.5, "halfway down to the jobs' real duration")
 
 
 @tagged("post_install", "-at_install")
