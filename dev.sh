@@ -10,7 +10,8 @@
 #                    stress run
 #   ./dev.sh lint    lint + static checks only (needs no Odoo)
 #   ./dev.sh bench   benchmark against OCA's queue_job_cron_jobrunner (bench/bench.py,
-#                    then bench/bench_server.py on running servers)
+#                    then bench/bench_server.py on running servers; --no-server or
+#                    --server-only, followed by that part's options, runs one part)
 #   ./dev.sh stress [--short]  stress and chaos suite against a running server (stress/)
 #   ./dev.sh shell   an Odoo shell on the serve database
 #   ./dev.sh clean   drop this checkout's template database and .build/
@@ -558,17 +559,23 @@ cmd_bench() {
     say "installing $ADDON in $ours and queue_job_cron_jobrunner in $base"
     odoo -d "$ours" -i $ADDON --stop-after-init --http-port=0 --log-level=warn
     odoo -d "$base" -i queue_job_cron_jobrunner --stop-after-init --http-port=0 --log-level=warn
-    # --server-only: the end-to-end part only (its options follow).
-    local server_only=0
-    if [ "${1:-}" = --server-only ]; then server_only=1; shift; fi
-    if [ $server_only = 0 ]; then
+    # --server-only: the end-to-end part only; --no-server: bench/bench.py only (the
+    # options of that part follow).
+    local part=both rc=0
+    case "${1:-}" in
+        --server-only) part=server; shift ;;
+        --no-server) part=shell; shift ;;
+    esac
+    if [ $part != server ]; then
         (cd / && TZ=UTC "$PY" "$HERE/bench/bench.py" --ours "$ours" --baseline "$base" \
-            --addons-path "$(addons_path)" --data-dir "$DATA_DIR" "$@")
+            --addons-path "$(addons_path)" --data-dir "$DATA_DIR" "$@") || rc=1
         set --
     fi
-    local rc=0
-    (cd / && TZ=UTC "$PY" "$HERE/bench/bench_server.py" --ours "$ours" --baseline "$base" \
-        --addons-path "$(addons_path)" --data-dir "$DATA_DIR" --log-dir "$LOG_DIR" "$@") || rc=1
+    if [ $part != shell ]; then
+        (cd / && TZ=UTC "$PY" "$HERE/bench/bench_server.py" --ours "$ours" \
+            --baseline "$base" --addons-path "$(addons_path)" --data-dir "$DATA_DIR" \
+            --log-dir "$LOG_DIR" "$@") || rc=1
+    fi
     if [ "${DQJ_KEEP_DB:-0}" != 1 ]; then drop_db "$ours"; drop_db "$base"; fi
     return $rc
 }

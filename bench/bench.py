@@ -3,14 +3,20 @@
 Run it with ``./dev.sh bench`` (which prepares one database per runner: the two addons
 exclude each other) or directly::
 
-    python3 bench/bench.py --ours DB1 --baseline DB2 --addons-path P --data-dir D
+    python3 bench/bench.py --ours DB1 --baseline DB2 --addons-path P --data-dir D \\
+        [--only defaults,backlog] [--jobs N] [--backlog N]
 
 Every figure comes from real Odoo processes (``odoo shell``) on real PostgreSQL:
 
 - enqueue: N ``with_delay()`` calls in one transaction (trigger bookkeeping cost);
 - drain: N trivial ``test_queue_job`` jobs by 1 and 2 runner processes, jobs/s, SQL
-  statements per job, runner crashes (an exception escaping the runner, which a cron
-  would have to restart), and jobs run more than once (``retry`` > 1);
+  statements per job (each run's own statements included), runner crashes (an
+  exception escaping the runner, which a cron would have to restart), and jobs run
+  more than once (``retry`` > 1); with the default settings (batch 20, 50 s: what
+  users run, the runner called again and again), then tuned (batch 1000);
+- backlog: the default settings draining N jobs at the head of a queue of 1,000,000
+  more (``--backlog``), against the same N alone;
+- async: the default settings with the opt-in asynchronous commit;
 - acquire: time to lock the next job with 1k, 100k and 1M pending jobs.
 """
 
@@ -44,16 +50,20 @@ triggers = env.cr.fetchone()[0]
 print("RESULT", json.dumps({{"seconds": elapsed, "triggers": triggers}}))
 """
 
-# Drains the queue; {runner} is the runner call. Crashes are counted and the runner
-# restarted, as a cron would be on its next run.
+# Drains the queue; {runner} is the runner call, repeated until no job of priority
+# {priority} or less is left eligible (the backlog measurements leave lower-priority
+# jobs behind). Crashes are counted and the runner restarted, as a cron would be on its
+# next run. Only the runner's statements are counted, not this loop's own check.
 DRAIN = """
 import time
 while time.time() < {start_at}:
     time.sleep(0.005)
 crashes = 0
-queries = env.cr.sql_log_count
+queries = 0
+calls = 0
 start = time.perf_counter()
 while True:
+    before = env.cr.sql_log_count
     try:
         {runner}
         env.cr.commit()
@@ -61,19 +71,45 @@ while True:
         crashes += 1
         env.cr.rollback()
         continue
+    finally:
+        queries += env.cr.sql_log_count - before
+        calls += 1
     env.cr.execute(
-        "SELECT count(*) FROM queue_job WHERE state = 'pending' "
-        "AND (eta IS NULL OR eta <= now() at time zone 'utc')"
+        "SELECT EXISTS (SELECT 1 FROM queue_job WHERE state = 'pending' AND "
+        "(eta IS NULL OR eta <= now() at time zone 'utc') AND priority <= {priority})"
     )
     if not env.cr.fetchone()[0]:
         break
 elapsed = time.perf_counter() - start
-queries = env.cr.sql_log_count - queries
-result = {{"seconds": elapsed, "crashes": crashes, "queries": queries}}
+result = {{"seconds": elapsed, "crashes": crashes, "queries": queries, "calls": calls}}
 print("RESULT", json.dumps(result))
 """
 
-OURS_RUNNER = (
+# A backlog of {size} more jobs, copies of a real job at a lower priority (20) than
+# the measured ones (10): the runner works at the head of a queue of that size.
+BACKLOG = """
+env.cr.execute(
+    "INSERT INTO queue_job (uuid, user_id, company_id, name, model_name, method_name, "
+    "records, args, kwargs, dependencies, func_string, state, priority, date_created, "
+    "channel, job_function_id, channel_method_name, retry, max_retries) "
+    "SELECT md5(random()::text || i::text), t.user_id, t.company_id, t.name, "
+    "t.model_name, t.method_name, t.records, t.args, t.kwargs, t.dependencies, "
+    "t.func_string, "
+    "'pending', 20, t.date_created + i * interval '1 microsecond', t.channel, "
+    "t.job_function_id, t.channel_method_name, 0, t.max_retries "
+    "FROM (SELECT * FROM queue_job ORDER BY id LIMIT 1) t, generate_series(1, %s) i",
+    [{size}],
+)
+env.cr.execute("ANALYZE queue_job")
+env.cr.commit()
+print("RESULT", json.dumps({{"backlog": {size}}}))
+"""
+
+# What users run: the settings' defaults (batch 20, 50 s), called again and again
+# (each call is what one cron run or one API call does).
+OURS_DEFAULT = 'env["queue.job"]._job_runner(source="manual")'
+# A large batch, for the tuned figures beside the default ones.
+OURS_TUNED = (
     'env["queue.job"]._job_runner(batch_size=1000, max_seconds=600, source="manual")'
 )
 BASELINE_RUNNER = 'env["queue.job"]._job_runner(commit=True)'
@@ -147,22 +183,33 @@ def enqueue(args, db):
     return result_of(odoo_shell(args, db, ENQUEUE.format(jobs=args.jobs)))
 
 
-def drain(args, db, runner, processes):
+def drain(args, db, runner, processes, backlog=0):
+    """Enqueue ``args.jobs`` jobs (behind them, ``backlog`` more at a lower priority)
+    and drain the former with ``processes`` runner processes."""
     result_of(odoo_shell(args, db, ENQUEUE.format(jobs=args.jobs)))
+    if backlog:
+        result_of(odoo_shell(args, db, BACKLOG.format(size=backlog)))
     # Registry loading takes seconds; all processes start draining at one moment.
     start_at = time.time() + 8 + 2 * processes
-    procs = [
-        odoo_shell(args, db, DRAIN.format(start_at=start_at, runner=runner))
-        for _i in range(processes)
-    ]
+    script = DRAIN.format(start_at=start_at, runner=runner, priority=10)
+    procs = [odoo_shell(args, db, script) for _i in range(processes)]
     results = [result_of(proc) for proc in procs]
     wall = max(r["seconds"] for r in results)
     done = int(sql(args, db, "SELECT count(*) FROM queue_job WHERE state = 'done'"))
     twice = int(sql(args, db, "SELECT count(*) FROM queue_job WHERE retry > 1"))
-    left = int(sql(args, db, "SELECT count(*) FROM queue_job WHERE state != 'done'"))
+    left = int(
+        sql(
+            args,
+            db,
+            "SELECT count(*) FROM queue_job WHERE state != 'done' AND priority <= 10",
+        )
+    )
+    if backlog:
+        sql(args, db, "DELETE FROM queue_job")
     return {
         "jobs_per_s": done / wall,
         "queries_per_job": sum(r["queries"] for r in results) / max(done, 1),
+        "calls": sum(r["calls"] for r in results),
         "crashes_per_1000": 1000 * sum(r["crashes"] for r in results) / max(done, 1),
         "ran_twice": twice,
         "not_done": left,
@@ -175,6 +222,9 @@ def acquire(args, db, call):
     return {int(k): v for k, v in result_of(odoo_shell(args, db, script)).items()}
 
 
+PARTS = ("enqueue", "defaults", "tuned", "backlog", "async", "acquire")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ours", required=True, help="database with this addon")
@@ -185,22 +235,55 @@ def main():
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--acquire-sizes", default="1000,100000,1000000")
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=1000000,
+        help="pending jobs behind the drained ones, backlog measurement (0: none)",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to measure, among {', '.join(PARTS)}",
+    )
     args = parser.parse_args()
-
-    rows = []
-
-    def row(label, ours, base, unit, better="higher"):
-        ratio = (
-            (ours / base if better == "higher" else base / ours) if ours and base else 0
-        )
-        rows.append((label, ours, base, unit, ratio))
-        print(
-            f"{label:<44} ours {ours:>10.2f}  cron_jobrunner {base:>10.2f} {unit:<8}"
-            f"  ratio {ratio:5.2f}x",
-            flush=True,
-        )
+    parts = set(args.only.split(","))
+    unknown = parts - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
 
     print(f"benchmark: {args.jobs} trivial test_queue_job jobs per measurement")
+    default_rate = None
+    if "enqueue" in parts:
+        measure_enqueue(args)
+    if "defaults" in parts:
+        print(
+            "default settings (batch 20, 50 s), the runner called until the queue is "
+            "empty, as each cron run or API call calls it:"
+        )
+        default_rate = measure_drains(args, "defaults", OURS_DEFAULT)
+    if "tuned" in parts:
+        print("tuned (batch 1000, 600 s):")
+        measure_drains(args, "batch 1000", OURS_TUNED)
+    if "backlog" in parts and args.backlog:
+        measure_backlog(args, default_rate)
+    if "async" in parts:
+        measure_async(args)
+    if "acquire" in parts:
+        measure_acquire(args)
+    return 0
+
+
+def row(label, ours, base, unit, better="higher"):
+    ratio = (ours / base if better == "higher" else base / ours) if ours and base else 0
+    print(
+        f"{label:<44} ours {ours:>10.2f}  cron_jobrunner {base:>10.2f} {unit:<8}"
+        f"  ratio {ratio:5.2f}x",
+        flush=True,
+    )
+
+
+def measure_enqueue(args):
     ours = enqueue(args, args.ours)
     base = enqueue(args, args.baseline)
     row(
@@ -211,11 +294,17 @@ def main():
     )
     print(f"  trigger rows: ours {ours['triggers']}, cron_jobrunner {base['triggers']}")
 
+
+def measure_drains(args, label, ours_runner):
+    """Ours with ``ours_runner`` and cron_jobrunner, 1 then 2 processes; returns our
+    jobs/s with 1 process."""
+    rates = {}
     for processes in (1, 2):
-        ours = drain(args, args.ours, OURS_RUNNER, processes)
+        ours = drain(args, args.ours, ours_runner, processes)
         base = drain(args, args.baseline, BASELINE_RUNNER, processes)
+        rates[processes] = ours["jobs_per_s"]
         row(
-            f"drain, {processes} runner process(es)",
+            f"drain, {label}, {processes} process(es)",
             ours["jobs_per_s"],
             base["jobs_per_s"],
             "jobs/s",
@@ -228,19 +317,39 @@ def main():
             better="lower",
         )
         print(
-            f"  runner crashes per 1000 jobs: ours {ours['crashes_per_1000']:.0f}, "
+            f"  runner calls: ours {ours['calls']}, cron_jobrunner {base['calls']}; "
+            f"runner crashes per 1000 jobs: ours {ours['crashes_per_1000']:.0f}, "
             f"cron_jobrunner {base['crashes_per_1000']:.0f}; jobs run twice: ours "
             f"{ours['ran_twice']}, cron_jobrunner {base['ran_twice']}; not done: ours "
             f"{ours['not_done']}, cron_jobrunner {base['not_done']}",
             flush=True,
         )
-        if processes == 1:
-            one = ours["jobs_per_s"]
-        else:
-            print(f"  ours, 2 processes / 1 process: {ours['jobs_per_s'] / one:.2f}x")
+    print(f"  ours, 2 processes / 1 process: {rates[2] / rates[1]:.2f}x")
+    return rates[1]
 
-    # The opt-in "Asynchronous Commit" setting: commits stop waiting for their WAL
-    # flush, which is what two runners on a small machine otherwise queue behind.
+
+def measure_backlog(args, default_rate):
+    """The default settings at the head of a queue of ``args.backlog`` more jobs."""
+    if default_rate is None:
+        default_rate = drain(args, args.ours, OURS_DEFAULT, 1)["jobs_per_s"]
+    result = drain(args, args.ours, OURS_DEFAULT, 1, backlog=args.backlog)
+    label = f"drain, defaults, {args.backlog} more pending"
+    print(
+        f"{label:<44} ours {result['jobs_per_s']:>10.2f} jobs/s, "
+        f"{result['queries_per_job']:.2f} q/job; run twice {result['ran_twice']}, "
+        f"not done {result['not_done']}",
+        flush=True,
+    )
+    print(
+        f"  ours with {args.backlog} more pending / with {args.jobs} pending: "
+        f"{result['jobs_per_s'] / default_rate:.2f}x",
+        flush=True,
+    )
+
+
+def measure_async(args):
+    """The opt-in "Asynchronous Commit" setting: commits stop waiting for their WAL
+    flush, which is what two runners on a small machine otherwise queue behind."""
     set_async = (
         "INSERT INTO ir_config_parameter (key, value) "
         "VALUES ('deltatech_queue_job.async_commit', '{}') "
@@ -248,11 +357,11 @@ def main():
     )
     sql(args, args.ours, set_async.format("True"))
     try:
-        fast = {n: drain(args, args.ours, OURS_RUNNER, n) for n in (1, 2)}
+        fast = {n: drain(args, args.ours, OURS_DEFAULT, n) for n in (1, 2)}
     finally:
         sql(args, args.ours, set_async.format("False"))
     for n, result in fast.items():
-        label = f"drain, asynchronous commit, {n} process(es)"
+        label = f"drain, defaults, asynchronous commit, {n} process(es)"
         print(
             f"{label:<44} ours {result['jobs_per_s']:>10.2f} jobs/s; crashes "
             f"{result['crashes_per_1000']:.0f}/1000, run twice {result['ran_twice']}, "
@@ -262,6 +371,8 @@ def main():
     ratio = fast[2]["jobs_per_s"] / fast[1]["jobs_per_s"]
     print(f"  ours with asynchronous commit, 2 processes / 1 process: {ratio:.2f}x")
 
+
+def measure_acquire(args):
     ours = acquire(args, args.ours, 'env["queue.job"]._acquire_one_job()')
     base = acquire(args, args.baseline, 'env["queue.job"]._acquire_one_job()')
     for size in sorted(ours):
@@ -272,7 +383,6 @@ def main():
             "ms",
             better="lower",
         )
-    return 0
 
 
 if __name__ == "__main__":

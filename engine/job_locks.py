@@ -34,6 +34,7 @@ Which rows, which lock, and why a job cannot run twice:
   "enqueue" of a job that is no longer due into a no-op. See create_enqueue_guard().
 """
 
+import json
 import logging
 import zlib
 
@@ -113,7 +114,7 @@ def _sequence_kept(channel):
 
 
 def _compose_acquire_sql(
-    job_id=None, exclude_channels=(), exclude_ids=(), sequential=()
+    job_id=None, exclude_channels=(), exclude_ids=(), sequential=(), columns=()
 ):
     conditions = [ELIGIBLE]
     if job_id is not None:
@@ -124,31 +125,44 @@ def _compose_acquire_sql(
     conditions.extend(_sequence_kept(channel) for channel in sorted(sequential))
     # The CTE locks one row; the outer SELECT runs once, for that row only, and takes
     # the 'running' advisory lock. Ordered as ACQUIRE_INDEX. The job function comes
-    # along for the runner's duration estimate (no second query per job).
+    # along for the runner's duration estimate, and ``columns`` for the job's load:
+    # no second query per job.
     return SQL(
         """
         WITH next_job AS (
-            SELECT id, channel, channel_method_name FROM queue_job
+            SELECT * FROM queue_job
             WHERE %s
             ORDER BY priority, date_created, id
             LIMIT 1
             FOR NO KEY UPDATE SKIP LOCKED
         )
-        SELECT id, channel, channel_method_name, pg_advisory_xact_lock(%s, id)
+        SELECT id, channel, channel_method_name, pg_advisory_xact_lock(%s, id),
+               now() AT TIME ZONE 'UTC'%s
         FROM next_job
         """,
         SQL(" AND ").join(conditions),
         RUNNING_LOCK_NS,
+        SQL("").join(SQL(", %s", SQL.identifier(column)) for column in columns),
     )
 
 
-_ACQUIRE_NEXT_SQL = _compose_acquire_sql()
+_ACQUIRE_NEXT_SQL = {}
 
 
-def acquire_sql(job_id=None, exclude_channels=(), exclude_ids=(), sequential=()):
+def acquire_sql(
+    job_id=None, exclude_channels=(), exclude_ids=(), sequential=(), columns=()
+):
+    """The acquisition statement; its row: id, channel, channel_method_name, the
+    advisory lock's (empty) result, the transaction's start (UTC), then ``columns``."""
+    columns = tuple(columns)
     if job_id is None and not exclude_channels and not exclude_ids and not sequential:
-        return _ACQUIRE_NEXT_SQL  # the hot path, composed once
-    return _compose_acquire_sql(job_id, exclude_channels, exclude_ids, sequential)
+        # The hot path, composed once per list of columns.
+        if columns not in _ACQUIRE_NEXT_SQL:
+            _ACQUIRE_NEXT_SQL[columns] = _compose_acquire_sql(columns=columns)
+        return _ACQUIRE_NEXT_SQL[columns]
+    return _compose_acquire_sql(
+        job_id, exclude_channels, exclude_ids, sequential, columns
+    )
 
 
 def _first_eligible_id(cr, job_id, exclude_channels, exclude_ids, sequential):
@@ -176,18 +190,25 @@ class Acquired:
     ``contended``: True when it gave up on jobs that other runners were taking at that
     moment, so "nothing locked" does not mean "nothing left"."""
 
-    __slots__ = ("contended", "function", "job_id")
+    __slots__ = ("at", "contended", "function", "job_id", "values")
 
-    def __init__(self, job_id=None, contended=False, function=None):
+    def __init__(
+        self, job_id=None, contended=False, function=None, values=None, at=None
+    ):
         self.job_id = job_id
         self.contended = contended
         # queue_job's channel_method_name (e.g. "<res.partner>.write"), read with the
         # lock for the runner's duration estimate: no second query per job.
         self.function = function
+        # {column: value} of the columns asked for, read with the lock too.
+        self.values = values or {}
+        # The start of the transaction that holds the lock, database clock, UTC.
+        self.at = at
 
 
-def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None):
-    """Lock the next eligible job (or job ``job_id``); return an :class:`Acquired`.
+def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns=()):
+    """Lock the next eligible job (or job ``job_id``); return an :class:`Acquired`
+    with the values of its ``columns``, read by the same statement.
 
     Odoo cursors run at REPEATABLE READ: when another runner committed a change to the
     row after this transaction's snapshot (it just finished that job), the lock attempt
@@ -214,7 +235,7 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None):
         try:
             with _Attempt(cr, commit):
                 # A lost race is expected here: not worth an ERROR in the log.
-                sql = acquire_sql(job_id, paused + blocked, lost, sequential)
+                sql = acquire_sql(job_id, paused + blocked, lost, sequential, columns)
                 cr.execute(sql, log_exceptions=False)
                 row = cr.fetchone()
                 if row and capacities:
@@ -237,7 +258,12 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None):
                 lost.append(taken)
             continue
         if row:
-            return Acquired(row[0], function=row[2])
+            return Acquired(
+                row[0],
+                function=row[2],
+                values=dict(zip(columns, row[5:], strict=True)),
+                at=row[4],
+            )
         return Acquired(contended=bool(lost or blocked))
     _logger.info("no job acquired after %s attempts", ACQUIRE_RETRIES)
     return Acquired(contended=True)
@@ -361,9 +387,70 @@ def running_job_ids(cr):
     return {row[0] for row in cr.fetchall()}
 
 
-def count_eligible(cr):
-    """Pending jobs due now, locked ones included."""
-    cr.execute(SQL("SELECT count(*) FROM queue_job WHERE %s", ELIGIBLE))
+# Pending counts are exact up to here. Above, an exact count would read the whole
+# backlog at every run (112 ms at 1,000,000 pending, against ~2 ms for a run's 20
+# jobs): PostgreSQL's planner estimate is given instead, said to be one.
+EXACT_COUNT_LIMIT = 1000
+
+
+def bounded_count(cr, query, limit=None):
+    """``(count, estimated)`` of the rows of ``query`` (an SQL ``SELECT``).
+
+    Exact up to ``limit``: one statement that reads at most ``limit + 1`` rows. Above,
+    ``estimated`` is True and the count is the planner's estimate of ``query`` (from
+    the table's statistics, which autovacuum keeps current), never less than
+    ``limit + 1``: a second statement, planned, not run. ``limit`` defaults to
+    EXACT_COUNT_LIMIT.
+    """
+    if limit is None:
+        limit = EXACT_COUNT_LIMIT
+    cr.execute(SQL("SELECT count(*) FROM (%s LIMIT %s) AS bounded", query, limit + 1))
+    count = cr.fetchone()[0]
+    if count <= limit:
+        return count, False
+    cr.execute(SQL("EXPLAIN (FORMAT JSON) %s", query))
+    plan = cr.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return max(count, round(plan[0]["Plan"]["Plan Rows"])), True
+
+
+def count_eligible(cr, limit=None):
+    """``(count, estimated)``: the pending jobs due now, locked ones included; exact
+    up to ``limit``, estimated above (see :func:`bounded_count`)."""
+    return bounded_count(cr, SQL("SELECT 1 FROM queue_job WHERE %s", ELIGIBLE), limit)
+
+
+def oldest_eligible_due(cr):
+    """When the longest-waiting job due now became due (its eta, or its creation
+    without one), UTC; None when no job is due.
+
+    Read at the head of each priority's queue (ACQUIRE_INDEX, one short index scan
+    per priority in use): the oldest job of each priority by creation, whatever the
+    backlog. A job created after another of its priority but made due earlier by its
+    eta is not seen before that one.
+    """
+    cr.execute(
+        SQL(
+            """
+            WITH RECURSIVE priorities AS (
+                (SELECT priority FROM queue_job WHERE state = 'pending'
+                 ORDER BY priority LIMIT 1)
+                UNION ALL
+                SELECT (SELECT next.priority FROM queue_job next
+                        WHERE next.state = 'pending' AND next.priority > p.priority
+                        ORDER BY next.priority LIMIT 1)
+                FROM priorities p WHERE p.priority IS NOT NULL
+            )
+            SELECT min(head.due) FROM priorities p CROSS JOIN LATERAL (
+                SELECT GREATEST(eta, date_created) AS due FROM queue_job
+                WHERE %s AND priority = p.priority
+                ORDER BY date_created, id LIMIT 1
+            ) head
+            """,
+            ELIGIBLE,
+        )
+    )
     return cr.fetchone()[0]
 
 

@@ -46,12 +46,18 @@ class RunStats:
     postponed: int = 0
     skipped: int = 0  # selected jobs that could not run now (see job_ids)
     left: int = 0  # selected jobs not tried: the batch or the budget ran out
+    # Pending jobs due now when the run ended: exact up to
+    # job_locks.EXACT_COUNT_LIMIT, above it an estimate (pending_estimated).
     pending_count: int = 0
+    pending_estimated: bool = False
     time_elapsed: float = 0.0
     stopped_by: str = STOP_EMPTY
     job_ids: list = field(default_factory=list)
     # {job function: longest run in seconds}, folded into the duration estimates
     durations: dict = field(default_factory=dict)
+    # When the run's first acquisition began, by the database's clock (UTC): a
+    # trigger planned after it outlives this run (see queue.job._cron_continue).
+    started_at: object = None
 
     def count(self, outcome):
         self.processed += 1
@@ -66,6 +72,7 @@ class RunStats:
         values = asdict(self)
         values.pop("job_ids")
         values.pop("durations")
+        values.pop("started_at")
         values["time_elapsed"] = round(self.time_elapsed, 3)
         return values
 
@@ -194,7 +201,7 @@ class BudgetedRunner:
             stats.left = len(selection)
 
     def _finish(self, stats, start, failed_run=False):
-        stats.pending_count = self.model._count_eligible_jobs()
+        stats.pending_count, stats.pending_estimated = self.model._dqj_count_pending()
         now = time.monotonic()
         stats.time_elapsed = now - start
         if self.async_commit:
@@ -281,15 +288,20 @@ class BudgetedRunner:
         """The next locked job; an empty recordset for a selected job that cannot
         run now (counted as skipped); None when there is nothing more to take."""
         if selection is None:
-            job, self._contended = self.model._dqj_acquire(
+            job, acquired = self.model._dqj_acquire(
                 commit=self.commit, rules=self.rules
             )
-            return job or None
-        if not selection:
+            self._contended = acquired.contended
+        elif not selection:
             return None
-        job, _contended = self.model._dqj_acquire(
-            selection.pop(0), commit=self.commit, rules=self.rules
-        )
-        if not job:
-            stats.skipped += 1
+        else:
+            job, acquired = self.model._dqj_acquire(
+                selection.pop(0), commit=self.commit, rules=self.rules
+            )
+            if not job:
+                stats.skipped += 1
+        if stats.started_at is None:
+            stats.started_at = acquired.at
+        if selection is None:
+            return job or None
         return job

@@ -36,8 +36,9 @@ DEAD_WORKER_MESSAGE = (
     "runner's transaction): requeued, counting one try."
 )
 
-# What Job._load_from_db_record() reads, fetched in one query.
-LOAD_FIELDS = [
+# Every column Job._load_from_db_record() reads; the acquisition reads them with the
+# lock.
+LOAD_FIELDS = (
     "uuid",
     "graph_uuid",
     "user_id",
@@ -64,7 +65,7 @@ LOAD_FIELDS = [
     "channel",
     "identity_key",
     "worker_pid",
-]
+)
 
 
 def _failure_values(err):
@@ -130,23 +131,27 @@ class QueueJob(models.Model):
     # The SQL, its locks and why they are safe: see engine/job_locks.py.
 
     def _dqj_acquire(self, job_id=None, commit=False, capacities=None, rules=None):
-        """Lock a job; return it (or an empty set) and whether other runners were
-        contending for the jobs it passed over (see job_locks.Acquired).
+        """Lock a job; return it (or an empty set) and the job_locks.Acquired (whether
+        other runners were contending for the jobs it passed over, when).
 
         ``rules``: the channels' ChannelRules when the caller already has them, as the
         runner does once per batch; ``capacities`` replaces their capacities."""
         if rules is None:
             rules = self._dqj_channel_rules()
         self.env.flush_all()  # the SQL below must see the caller's pending writes
-        acquired = job_locks.lock_job(self.env.cr, job_id, commit, capacities, rules)
+        acquired = job_locks.lock_job(
+            self.env.cr, job_id, commit, capacities, rules, columns=LOAD_FIELDS
+        )
         job = self.browse(acquired.job_id or [])
         if job:
-            # Read by the acquisition: the runner's duration estimate needs it, and
-            # must not cost a query per job.
-            self.env.cache.update(
-                job, self._fields["channel_method_name"], [acquired.function]
-            )
-        return job, acquired.contended
+            # Read by the acquisition, as fetch() would have read them (raw column
+            # values are the cache's format), and fresher than anything cached: the
+            # load (_dqj_load) and the runner's duration estimate cost no query.
+            cache = self.env.cache
+            cache.update(job, self._fields["channel_method_name"], [acquired.function])
+            for name, value in acquired.values.items():
+                cache.update(job, self._fields[name], [value])
+        return job, acquired
 
     def _release(self, commit=True):
         """Give back this job, acquired and not processed: it stays pending, untouched
@@ -188,7 +193,15 @@ class QueueJob(models.Model):
 
     @api.model
     def _count_eligible_jobs(self):
-        """Pending jobs that are due now (locked ones included)."""
+        """Pending jobs that are due now (locked ones included): exact up to
+        job_locks.EXACT_COUNT_LIMIT, an estimate above (see _dqj_count_pending)."""
+        return self._dqj_count_pending()[0]
+
+    @api.model
+    def _dqj_count_pending(self):
+        """``(count, estimated)`` of the pending jobs due now: see
+        job_locks.count_eligible (bounded, whatever the backlog)."""
+        self.flush_model(["state", "eta"])
         return job_locks.count_eligible(self.env.cr)
 
     def _compute_dqj_running(self):
@@ -234,8 +247,9 @@ class QueueJob(models.Model):
         """Step 1: the Job of this record; None when it cannot be loaded (its model or
         method is gone: an addon was uninstalled, a method renamed), in which case it is
         stored as failed, alone, instead of stopping every run at it."""
-        # One query for every column Job reads (Serialized fields are not prefetched
-        # with the others by default: 'dependencies' would cost a second query).
+        # Read with the lock by the acquisition (_dqj_acquire); otherwise one query
+        # for every column Job reads (Serialized fields are not prefetched with the
+        # others by default: 'dependencies' would cost a second query).
         self.fetch(LOAD_FIELDS)
         try:
             return Job._load_from_db_record(self)
@@ -474,7 +488,7 @@ class QueueJob(models.Model):
         the jobs' durations."""
         in_cron = bool(self.env.context.get("ir_cron_progress_id"))
         if stats.pending_count and stats.stopped_by != "empty":
-            self._cron_continue()
+            self._cron_continue(since=stats.started_at)
         if in_cron:
             # Reporting remaining work makes Odoo call the runner again at once (up to
             # 10 times, same worker, same heartbeat) -- only when the batch ended by
@@ -554,25 +568,56 @@ class QueueJob(models.Model):
         return outcome
 
     @api.model
-    def _cron_continue(self):
-        """Trigger every runner cron to go on with the queue now, in a fresh pass.
+    def _cron_continue(self, since=None):
+        """Make every active runner cron go on with the queue now, in a fresh pass,
+        unless a trigger that does so already waits; returns the crons triggered.
 
-        ``ir.cron._trigger()`` rounds "now" down to the second, and a cron run that
-        ends "fully done" deletes its triggers older than the start of its own
-        transaction (``_reschedule_later``): a trigger left less than a second after
-        the cron run began, which is what a runner with no time left does, would be
-        deleted with them, and the queue would wait for the crons' interval. The
-        database's clock, to the microsecond, is after that start; the NOTIFY that
-        ``_trigger`` sends only for past moments wakes the cron workers up.
+        A cron run that ends "fully done" deletes its triggers planned before the
+        start of its own transaction (``ir.cron._reschedule_later``). So, for the cron
+        running this run (if any), only a trigger planned at or after ``since`` (the
+        start of this run's first transaction, which began after the cron's, by the
+        database's clock) is sure to outlive this run; without ``since`` (the run
+        took no job) its trigger is always left. For any other runner cron, a trigger
+        due now is enough: it wakes the cron if it is idle, survives its run if it
+        runs since before the trigger, and a run that began after the trigger runs
+        this runner, which leaves its own continuation when work is left. The new
+        trigger's moment is the database's clock to the microsecond:
+        ``ir.cron._trigger()`` rounds "now" down to the second, which a cron run
+        younger than a second would delete.
+
+        One statement, whatever the backlog and the number of runners; the NOTIFY
+        that ``ir.cron._trigger`` sends for a trigger due now wakes the cron workers.
         """
-        crons = self._runner_crons().filtered("active")
-        if not crons:
-            return
-        self.env.cr.execute("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
-        now = self.env.cr.fetchone()[0]
-        for cron in crons:
-            cron._trigger(at=now)
-        self.env.cr.postcommit.add(crons[:1]._notifydb)
+        self.env.cr.execute(
+            SQL(
+                """
+                WITH runner AS (
+                    SELECT id FROM ir_cron WHERE dqj_queue_runner AND active
+                ), moment AS (
+                    SELECT clock_timestamp() AT TIME ZONE 'UTC' AS now
+                )
+                INSERT INTO ir_cron_trigger
+                    (cron_id, call_at, create_uid, write_uid, create_date, write_date)
+                SELECT runner.id, moment.now, %(uid)s, %(uid)s, moment.now, moment.now
+                FROM runner, moment
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM ir_cron_trigger waiting
+                    WHERE waiting.cron_id = runner.id
+                      AND waiting.call_at <= moment.now
+                      AND (runner.id IS DISTINCT FROM %(own)s
+                           OR waiting.call_at >= %(since)s::timestamp)
+                )
+                RETURNING cron_id
+                """,
+                uid=self.env.uid,
+                own=self.env.context.get("cron_id"),
+                since=since,
+            )
+        )
+        crons = self.env["ir.cron"].browse(row[0] for row in self.env.cr.fetchall())
+        if crons:
+            self.env.cr.postcommit.add(crons[:1].sudo()._notifydb)
+        return crons
 
     def _ensure_cron_trigger(self):
         """Create the cron triggers these jobs need, at most one per moment per

@@ -169,7 +169,11 @@ class QueueJob(models.Model):
                 done=stats.done,
                 failed=stats.failed,
                 postponed=stats.postponed,
-                pending=stats.pending_count,
+                pending=(
+                    _("about %s", stats.pending_count)
+                    if stats.pending_estimated
+                    else stats.pending_count
+                ),
             )
             skipped = 0
         if stats.failed and not stats.done:

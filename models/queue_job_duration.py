@@ -1,6 +1,7 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 
 import logging
+from contextlib import nullcontext
 
 from psycopg2.extensions import TransactionRollbackError
 
@@ -83,8 +84,11 @@ class QueueJobDuration(models.Model):
             rows,
         )
         for _attempt in range(LEARN_ATTEMPTS if commit else 1):
+            # Committing, the transaction holds nothing else: a failure rolls it back
+            # whole, no savepoint needed.
+            scope = nullcontext() if commit else self.env.cr.savepoint(flush=False)
             try:
-                with self.env.cr.savepoint(flush=False):
+                with scope:
                     self.env.cr.execute(upsert, log_exceptions=False)
             except TransactionRollbackError:
                 if commit:

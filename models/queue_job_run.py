@@ -32,7 +32,16 @@ class QueueJobRun(models.Model):
     failed = fields.Integer(readonly=True)
     postponed = fields.Integer(readonly=True)
     pending_count = fields.Integer(
-        string="Pending After", readonly=True, aggregator="max"
+        string="Pending After",
+        readonly=True,
+        aggregator="max",
+        help="Jobs due now when the run ended: exact up to 1,000, PostgreSQL's "
+        "estimate above (see Pending Estimated).",
+    )
+    pending_estimated = fields.Boolean(
+        readonly=True,
+        help="Over 1,000 jobs were due: Pending After is PostgreSQL's estimate, not "
+        "a count (counting a large backlog at every run would slow every run down).",
     )
     stopped_by = fields.Selection(
         [
@@ -62,6 +71,7 @@ class QueueJobRun(models.Model):
                 "failed": stats.failed,
                 "postponed": stats.postponed,
                 "pending_count": stats.pending_count,
+                "pending_estimated": stats.pending_estimated,
                 "stopped_by": stats.stopped_by,
             }
         )

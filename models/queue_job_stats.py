@@ -30,45 +30,52 @@ class QueueJob(models.Model):
     def _queue_stats(self):
         """What an uptime monitor needs to know about the queue; processes nothing.
 
-        ``oldest_pending_age`` is the number of seconds since the oldest eligible job
-        became due (its eta, or its creation when it has none), ``None`` when no job
-        is waiting; ``last_run`` is the latest runner execution kept in
-        ``queue.job.run`` (runs that found an empty queue are not kept).
+        Cheap whatever the backlog: every count is exact up to
+        job_locks.EXACT_COUNT_LIMIT and PostgreSQL's estimate above, listed in
+        ``estimated`` (see job_locks.bounded_count). ``oldest_pending_age`` is the
+        number of seconds since the longest-waiting job due now became due (its eta,
+        or its creation when it has none; see job_locks.oldest_eligible_due),
+        ``None`` when no job is waiting; ``last_run`` is the latest runner execution
+        kept in ``queue.job.run`` (runs that found an empty queue are not kept).
         """
         self.flush_model()
         cr = self.env.cr
-        cr.execute(SQL("SELECT state, count(*) FROM queue_job GROUP BY state"))
-        counts = dict.fromkeys((state for state, _label in STATES), 0)
-        counts.update(dict(cr.fetchall()))
-        cr.execute(
-            SQL(
-                """
-                SELECT count(*),
-                       EXTRACT(EPOCH FROM (now() AT TIME ZONE 'UTC')
-                                          - min(GREATEST(eta, date_created)))
-                FROM queue_job WHERE %s
-                """,
-                job_locks.ELIGIBLE,
+        counts = {}
+        estimated = []
+        for state, _label in STATES:
+            counts[state], guessed = job_locks.bounded_count(
+                cr, SQL("SELECT 1 FROM queue_job WHERE state = %s", state)
             )
-        )
-        eligible, oldest_age = cr.fetchone()
-        cr.execute(
+            if guessed:
+                estimated.append(state)
+        eligible, guessed = job_locks.count_eligible(cr)
+        if guessed:
+            estimated.append("pending_count")
+        failed_recently, guessed = job_locks.bounded_count(
+            cr,
             SQL(
-                "SELECT count(*) FROM queue_job WHERE state = %s "
+                "SELECT 1 FROM queue_job WHERE state = %s "
                 "AND date_started >= (now() AT TIME ZONE 'UTC') - %s * interval '1s'",
                 FAILED,
                 FAILED_RECENTLY_SECONDS,
-            )
+            ),
         )
-        failed_recently = cr.fetchone()[0]
+        if guessed:
+            estimated.append("failed_last_hour")
+        oldest = job_locks.oldest_eligible_due(cr)
+        cr.execute("SELECT now() AT TIME ZONE 'UTC'")
+        now = cr.fetchone()[0]
         return {
             "counts": counts,
             "pending_count": eligible,
             "running": len(job_locks.running_job_ids(cr)),
             "oldest_pending_age": (
-                None if oldest_age is None else max(0, round(float(oldest_age), 1))
+                None
+                if oldest is None
+                else max(0, round((now - oldest).total_seconds(), 1))
             ),
             "failed_last_hour": failed_recently,
+            "estimated": estimated,
             "last_run": self._last_run_stats(),
         }
 

@@ -9,12 +9,14 @@ releases, so what a request did is visible here and rolled back after the test.
 import contextlib
 import json
 import re
+from unittest.mock import patch
 
 from odoo.service.db import list_dbs
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import config, mute_logger
 
 from odoo.addons.deltatech_queue_job.controllers import main as api_main
+from odoo.addons.deltatech_queue_job.engine import job_locks
 from odoo.addons.deltatech_queue_job.engine.api_key import (
     generate_api_key,
     revoke_api_key,
@@ -552,6 +554,27 @@ class TestApiStats(ApiCase):
         self.assertEqual(result["failed_last_hour"], 1)
         self.assertRegex(result["timestamp"], TIMESTAMP)
         self.assertStillPending(jobs)
+
+    def test_stats_estimate_large_counts_and_say_so(self):
+        jobs = self.enqueue(3)
+        later = self.enqueue(1, priority=20)
+        # The oldest due job of each priority is read: the later one, created an
+        # hour ago, waited longest.
+        self.env.cr.execute(
+            "UPDATE queue_job SET date_created = (now() AT TIME ZONE 'UTC') "
+            "- interval '1 hour' WHERE id = %s",
+            (later.id,),
+        )
+        with patch.object(job_locks, "EXACT_COUNT_LIMIT", 2):
+            _response, result = self.call(route=STATS, params={"api_key": self.key})
+        self.assertLessEqual({"pending", "pending_count"}, set(result["estimated"]))
+        self.assertGreater(result["counts"]["pending"], 2)
+        self.assertGreater(result["pending_count"], 2)
+        self.assertGreaterEqual(result["oldest_pending_age"], 3599)
+        _response, result = self.call(route=STATS, params={"api_key": self.key})
+        self.assertNotIn("pending_count", result["estimated"])
+        self.assertEqual(result["pending_count"], 4)
+        self.assertStillPending(jobs | later)
 
     def test_stats_report_the_last_run(self):
         self.enqueue(2)
