@@ -126,6 +126,8 @@ class BudgetedRunner:
         self.async_commit = async_commit and commit
         self.busy = 0.0
         self._contended = False
+        # The last job processed waits for _finish's commit (see _loop).
+        self._last_uncommitted = False
 
     def run(self):
         stats = RunStats(source=self.source)
@@ -191,7 +193,17 @@ class BudgetedRunner:
                 stats.stopped_by = STOP_TIME
                 break
             job_start = time.monotonic()
-            outcome = job._process(commit=self.commit)
+            # The batch's last job: its commit carries the run's bookkeeping too
+            # (_finish), one commit less per run. Not with asynchronous commits,
+            # whose batch ends with a synchronous one of its own.
+            self._last_uncommitted = (
+                self.commit
+                and not self.async_commit
+                and stats.processed + 1 >= self.batch_size
+            )
+            outcome = job._process(
+                commit=self.commit, commit_later=self._last_uncommitted
+            )
             duration = time.monotonic() - job_start
             self.busy += duration
             stats.durations[function] = max(duration, stats.durations.get(function, 0))
@@ -201,7 +213,6 @@ class BudgetedRunner:
             stats.left = len(selection)
 
     def _finish(self, stats, start, failed_run=False):
-        stats.pending_count, stats.pending_estimated = self.model._dqj_count_pending()
         now = time.monotonic()
         stats.time_elapsed = now - start
         if self.async_commit:
@@ -211,6 +222,7 @@ class BudgetedRunner:
             stats,
             chain_has_time=not failed_run and self._room_for_another_call(stats, now),
             commit=self.commit,
+            with_last_job=self._last_uncommitted and not failed_run,
         )
 
     def _estimate(self, function, stats):

@@ -5,6 +5,7 @@ import os
 import random
 import time
 import traceback
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 from psycopg2 import OperationalError, errorcodes
@@ -222,13 +223,18 @@ class QueueJob(models.Model):
     # not commit; a job whose function allows commits runs outside it (see
     # engine/job_locks.py for the locks of both).
 
-    def _process(self, commit=False):
+    def _process(self, commit=False, commit_later=False):
         """Run this (locked) job and store its outcome; return 'done', 'failed' or
         'postponed'.
 
-        Queries for a plain job: the load of the record, SAVEPOINT, RELEASE, one
-        UPDATE with the outcome (the 'started' state is never written: it would only
-        be visible after a commit, which would release the lock).
+        ``commit``: the job's transaction is committed after it (a runner; the lock
+        lasts until then), or, with ``commit_later``, by the caller, which adds its
+        own writes first (the runner, its bookkeeping after the batch's last job).
+
+        Queries for a plain job, committing: SAVEPOINT, one UPDATE with the outcome
+        (the acquisition read the record; the commit releases the savepoint; the
+        'started' state is never written: it would only be visible after a commit,
+        which would release the lock). Without ``commit``, a RELEASE too.
         """
         self.ensure_one()
         job = self._dqj_load()
@@ -237,9 +243,9 @@ class QueueJob(models.Model):
         elif commit and self._dqj_allows_commit(job):
             outcome = self._dqj_process_committing(job)
         else:
-            outcome = self._dqj_process_in_savepoint(job)
+            outcome = self._dqj_process_in_savepoint(job, released_by_commit=commit)
         self.env.flush_all()
-        if commit:
+        if commit and not commit_later:
             self.env.cr.commit()  # pylint: disable=invalid-commit
         return outcome
 
@@ -261,11 +267,13 @@ class QueueJob(models.Model):
             self.write({"state": FAILED, **failure})
             return None
 
-    def _dqj_process_in_savepoint(self, job):
+    def _dqj_process_in_savepoint(self, job, released_by_commit=False):
         has_dependents = bool(self.dependencies.get("reverse_depends_on"))
         _mark_started(job)
         if not has_dependents:
-            outcome, failure = self._dqj_perform(job, guarded_savepoint(self.env.cr))
+            outcome, failure = self._dqj_perform(
+                job, guarded_savepoint(self.env.cr, released_by_commit)
+            )
             self._dqj_store_outcome(job, outcome, failure)
             return outcome
         # Enqueuing the dependents may hit a concurrency error (other runners finish
@@ -483,9 +491,38 @@ class QueueJob(models.Model):
         )
         self.env.cr.commit()  # pylint: disable=invalid-commit
 
-    def _after_run(self, stats, chain_has_time, commit):
-        """Leave a trigger when work is left, report to the cron, log the run, learn
-        the jobs' durations."""
+    def _after_run(self, stats, chain_has_time, commit, with_last_job=False):
+        """Count what is left, leave a trigger when work is left, report to the cron,
+        log the run, learn the jobs' durations.
+
+        ``with_last_job``: the transaction still holds the batch's last job,
+        uncommitted. The bookkeeping joins it, in a savepoint (its failure is logged
+        and must not undo the job), and one commit ends both: one commit per run
+        instead of three.
+        """
+        learnt = False
+        try:
+            with self.env.cr.savepoint() if with_last_job else nullcontext():
+                self._dqj_record_run(stats, chain_has_time)
+                if with_last_job:
+                    learnt = (
+                        self.env["queue.job.duration"]
+                        .sudo()
+                        ._dqj_learn(stats.durations, commit=False)
+                    )
+        except Exception:
+            if not with_last_job:
+                raise
+            _logger.exception("the run's bookkeeping failed; its last job is kept")
+        self.env.flush_all()
+        if commit:
+            self.env.cr.commit()  # pylint: disable=invalid-commit
+        if not learnt:
+            # In a transaction of its own when committing: see _dqj_learn.
+            self.env["queue.job.duration"].sudo()._dqj_learn(stats.durations, commit)
+
+    def _dqj_record_run(self, stats, chain_has_time):
+        stats.pending_count, stats.pending_estimated = self._dqj_count_pending()
         in_cron = bool(self.env.context.get("ir_cron_progress_id"))
         if stats.pending_count and stats.stopped_by != "empty":
             self._cron_continue(since=stats.started_at)
@@ -513,11 +550,6 @@ class QueueJob(models.Model):
                 stats.pending_count,
                 stats.time_elapsed,
             )
-        self.env.flush_all()
-        if commit:
-            self.env.cr.commit()  # pylint: disable=invalid-commit
-        # Last, in a transaction of its own when committing: see _dqj_learn.
-        self.env["queue.job.duration"].sudo()._dqj_learn(stats.durations, commit)
 
     # ------------------------------------------------------------------ triggers
     @api.model

@@ -69,11 +69,12 @@ class QueueJobDuration(models.Model):
         failure. With ``commit`` (the caller committed its work: this transaction
         holds nothing else) the upsert is tried again in a fresh transaction, and
         committed; without, this run's durations are not learnt (the next run's are).
+        Returns whether they were learnt.
         """
         # A job stored without its function (raw SQL) has nothing to learn about.
         known = sorted((name, seconds) for name, seconds in durations.items() if name)
         if not known:
-            return
+            return True
         rows = SQL(", ").join(
             SQL("(%s, %s)", name, round(seconds, 3)) for name, seconds in known
         )
@@ -97,5 +98,6 @@ class QueueJobDuration(models.Model):
             if commit:
                 self.env.cr.commit()  # pylint: disable=invalid-commit
             self.invalidate_model(["name", "seconds"])
-            return
+            return True
         _logger.info("job durations of this run not learnt: %s", dict(known))
+        return False
