@@ -8,6 +8,8 @@ exclude each other) or directly::
 
 Every figure comes from real Odoo processes (``odoo shell``) on real PostgreSQL:
 
+- ceiling: PostgreSQL alone (psycopg2, no Odoo), the rate of one-row transactions
+  committed with 1, 2 and 4 connections: what no runner can beat;
 - enqueue: N ``with_delay()`` calls in one transaction (trigger bookkeeping cost);
 - drain: N trivial ``test_queue_job`` jobs by 1 and 2 runner processes, jobs/s, SQL
   statements per job (each run's own statements included), runner crashes (an
@@ -25,7 +27,10 @@ import json
 import pathlib
 import subprocess
 import sys
+import threading
 import time
+
+import psycopg2
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "stress"))
 from odoo_server import odoo_main
@@ -222,7 +227,7 @@ def acquire(args, db, call):
     return {int(k): v for k, v in result_of(odoo_shell(args, db, script)).items()}
 
 
-PARTS = ("enqueue", "defaults", "tuned", "backlog", "async", "acquire")
+PARTS = ("ceiling", "enqueue", "defaults", "tuned", "backlog", "async", "acquire")
 
 
 def main():
@@ -254,6 +259,8 @@ def main():
 
     print(f"benchmark: {args.jobs} trivial test_queue_job jobs per measurement")
     default_rate = None
+    if "ceiling" in parts:
+        measure_ceiling(args)
     if "enqueue" in parts:
         measure_enqueue(args)
     if "defaults" in parts:
@@ -281,6 +288,52 @@ def row(label, ours, base, unit, better="higher"):
         f"  ratio {ratio:5.2f}x",
         flush=True,
     )
+
+
+def measure_ceiling(args, commits=2000):
+    """PostgreSQL alone, no Odoo: the rate of the smallest job-like transaction (one
+    row updated, committed, waiting for its WAL flush), with 1, 2 and 4 connections.
+    No runner commits faster than this; the scaling model in the README starts
+    here."""
+    sql(args, args.ours, "CREATE TABLE IF NOT EXISTS dqj_bench_ceiling (id int)")
+    sql(args, args.ours, "TRUNCATE dqj_bench_ceiling")
+    sql(args, args.ours, "INSERT INTO dqj_bench_ceiling SELECT generate_series(1, 4)")
+    rates = {n: _commit_rate(args.ours, n, commits) for n in (1, 2, 4)}
+    sql(args, args.ours, "DROP TABLE dqj_bench_ceiling")
+    print(
+        "PostgreSQL alone, one-row UPDATE + COMMIT per transaction: "
+        + ", ".join(
+            f"{rate:.0f}/s with {n} connection(s)" for n, rate in rates.items()
+        ),
+        flush=True,
+    )
+
+
+def _commit_rate(db, connections, commits):
+    """Commits/s of ``connections`` sessions, each updating its own row."""
+    conns = [psycopg2.connect(dbname=db) for _i in range(connections)]
+    barrier = threading.Barrier(connections)
+
+    def commit_loop(conn, row):
+        barrier.wait()
+        with conn.cursor() as cur:
+            for _i in range(commits // connections):
+                cur.execute("UPDATE dqj_bench_ceiling SET id = id WHERE id = %s", [row])
+                conn.commit()
+
+    threads = [
+        threading.Thread(target=commit_loop, args=(conn, row + 1))
+        for row, conn in enumerate(conns)
+    ]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rate = commits / (time.perf_counter() - start)
+    for conn in conns:
+        conn.close()
+    return rate
 
 
 def measure_enqueue(args):
