@@ -38,7 +38,7 @@ def _load_tooling():
 
 
 _load_tooling()
-# Re-exported: the scenarios and the benchmarks import them from here.
+# Loaded just above; re-exported: the scenarios and the benchmarks import from here.
 from dqj_tooling import (
     ADDON_DIR,
     Database,
