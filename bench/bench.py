@@ -25,7 +25,6 @@ Every figure comes from real Odoo processes (``odoo shell``) on real PostgreSQL:
 import argparse
 import json
 import pathlib
-import subprocess
 import sys
 import threading
 import time
@@ -33,7 +32,7 @@ import time
 import psycopg2
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "stress"))
-from odoo_server import odoo_main
+from odoo_server import Database, odoo_main, settings, start_with_input
 
 ENQUEUE = """
 import time
@@ -156,17 +155,7 @@ def odoo_shell(args, db, script):
     cmd = [*odoo_main(), "shell", "-d", db]
     cmd += ["--addons-path", args.addons_path, "--data-dir", args.data_dir]
     cmd += ["--no-http", "--log-level", "error"]
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    proc.stdin.write("import json\n" + script)
-    proc.stdin.close()
-    proc.stdin = None
-    return proc
+    return start_with_input(cmd, "import json\n" + script)
 
 
 def result_of(proc, timeout=1800):
@@ -177,11 +166,13 @@ def result_of(proc, timeout=1800):
     raise RuntimeError(f"benchmark process failed:\n{out}\n{err}")
 
 
-def sql(args, db, query):
-    out = subprocess.run(
-        ["psql", "-d", db, "-Atqc", query], check=True, capture_output=True, text=True
-    )
-    return out.stdout.strip()
+def sql(args, db, query, params=None):
+    """Run ``query`` on the database ``db``; rows for a SELECT."""
+    return Database(db, None, args.addons_path, args.data_dir, None).sql(query, params)
+
+
+def count(args, db, where):
+    return sql(args, db, f"SELECT count(*) FROM queue_job WHERE {where}")[0][0]
 
 
 def enqueue(args, db):
@@ -200,15 +191,9 @@ def drain(args, db, runner, processes, backlog=0):
     procs = [odoo_shell(args, db, script) for _i in range(processes)]
     results = [result_of(proc) for proc in procs]
     wall = max(r["seconds"] for r in results)
-    done = int(sql(args, db, "SELECT count(*) FROM queue_job WHERE state = 'done'"))
-    twice = int(sql(args, db, "SELECT count(*) FROM queue_job WHERE retry > 1"))
-    left = int(
-        sql(
-            args,
-            db,
-            "SELECT count(*) FROM queue_job WHERE state != 'done' AND priority <= 10",
-        )
-    )
+    done = count(args, db, "state = 'done'")
+    twice = count(args, db, "retry > 1")
+    left = count(args, db, "state != 'done' AND priority <= 10")
     if backlog:
         sql(args, db, "DELETE FROM queue_job")
     return {
@@ -404,15 +389,14 @@ def measure_async(args):
     """The opt-in "Asynchronous Commit" setting: commits stop waiting for their WAL
     flush, which is what two runners on a small machine otherwise queue behind."""
     set_async = (
-        "INSERT INTO ir_config_parameter (key, value) "
-        "VALUES ('deltatech_queue_job.async_commit', '{}') "
+        "INSERT INTO ir_config_parameter (key, value) VALUES (%s, %s) "
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
     )
-    sql(args, args.ours, set_async.format("True"))
+    sql(args, args.ours, set_async, [settings.PARAM_ASYNC_COMMIT, "True"])
     try:
         fast = {n: drain(args, args.ours, OURS_DEFAULT, n) for n in (1, 2)}
     finally:
-        sql(args, args.ours, set_async.format("False"))
+        sql(args, args.ours, set_async, [settings.PARAM_ASYNC_COMMIT, "False"])
     for n, result in fast.items():
         label = f"drain, defaults, asynchronous commit, {n} process(es)"
         print(

@@ -36,6 +36,7 @@ from odoo_server import (
     enqueue,
     hash_api_key,
     job_group,
+    settings,
     wait_for,
 )
 
@@ -179,7 +180,7 @@ def serving(args, name, ours):
         db.sql(
             "INSERT INTO ir_config_parameter (key, value) VALUES (%s, %s) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            ["deltatech_queue_job.api_key_hash", hash_api_key(args.addons_path, key)],
+            [settings.PARAM_API_KEY_HASH, hash_api_key(args.addons_path, key)],
         )
     server = OdooServer(db, log_name=f"bench-server-{'ours' if ours else 'base'}.log")
     try:

@@ -12,10 +12,9 @@ import socket
 import time
 
 import requests
-from odoo_server import check, enqueue, job_group
+from odoo_server import PROCESS_ROUTE, STATS_ROUTE, check, enqueue, job_group
 
-PROCESS = "/api/v1/queue/process"
-STATS = "/api/v1/queue/stats"
+PROCESS, STATS = PROCESS_ROUTE, STATS_ROUTE
 JSON = {"Content-Type": "application/json"}
 SQL_LIKE = "1; DROP TABLE queue_job; --' OR '1'='1"
 

@@ -25,7 +25,7 @@ import contextlib
 import time
 
 import psycopg2
-from odoo_server import check, enqueue, job_group, wait_for
+from odoo_server import check, enqueue, job_group, settings, wait_for
 
 LIMIT = 75
 SERVER = {
@@ -33,7 +33,7 @@ SERVER = {
     "cron_threads": 1,
     "extra_args": (f"--limit-time-real-cron={LIMIT}", "--limit-time-real=120"),
 }
-PARAM_MAX_SECONDS = "deltatech_queue_job.max_seconds"
+PARAM_MAX_SECONDS = settings.PARAM_MAX_SECONDS
 
 RUNNER_CRONS = "SELECT id FROM ir_cron WHERE dqj_queue_runner"
 BEFORE_NAME = "dqj stress: a scheduled action before the runners"
@@ -196,11 +196,6 @@ def _wait_for_the_queue(st, uuids, timeout):
 def _outcome(st, server, uuids, since, beat):
     states = st.states(uuids)
     effects = st.effects(uuids)
-    duplicates = sum(1 for count in effects.values() if count > 1) + st.db.scalar(
-        "SELECT count(*) FROM queue_job WHERE uuid = ANY(%s) "
-        "AND exc_info LIKE '%%dqj_stress_effect_pkey%%'",
-        [list(uuids)],
-    )
     failure_count = st.db.scalar(
         "SELECT coalesce(max(failure_count), 0) FROM ir_cron WHERE dqj_queue_runner"
     )
@@ -224,7 +219,7 @@ def _outcome(st, server, uuids, since, beat):
         "done": states["done"],
         "left": len(uuids) - states["done"],
         "effects": len(effects),
-        "duplicates": duplicates,
+        "duplicates": st.duplicates(uuids, effects),
         "killed": server.cron_worker_timeouts(),
         "failure_count": failure_count,
         "timed_out": timed_out,
@@ -260,15 +255,17 @@ def _figures(out):
     )
 
 
-def _scenario(st, name, kind, count, seconds, after, timeout):
-    """Jobs of ``seconds``; the runner crons' turn ``after`` s after a heartbeat."""
+def _scenario(st, name, kind, count, seconds, after, timeout, what):
+    """Jobs of ``seconds``; the runner crons' turn ``after`` s after a heartbeat.
+    The summary line is ``what``, then the figures; the verdict fails on any fault."""
     with _watchdog_scenario(st, name) as (server, before):
         since = st.now()
         uuids, _committed = enqueue(st.db, [_sleeping_jobs(kind, count, seconds)])
         uuids = uuids[kind]
         beat = _runners_after(st, before, after)
         _wait_for_the_queue(st, uuids, timeout)
-        return uuids, _outcome(st, server, uuids, since, beat)
+        out = _outcome(st, server, uuids, since, beat)
+    return _verdict(st, uuids, out, f"cron watchdog: {what}: {_figures(out)}")
 
 
 # ---------------------------------------------------------------- 7. the issue's case
@@ -278,15 +275,13 @@ def issue_case(st):
     watchdog, and the second runner cron, next in the same pass, gets only what the
     first left."""
     n, seconds, after = _size(st, 8, 12), 6, _size(st, 35, 15)
-    uuids, out = _scenario(
-        st, "watchdog", "watchdog", n, seconds, after, _size(st, 240, 360)
+    what = (
+        f"{n} jobs of {seconds} s, the runner crons' turn {after} s after the cron "
+        f"worker's heartbeat (limit_time_real_cron {LIMIT}, one cron thread, two "
+        "runner crons)"
     )
-    summary = (
-        f"cron watchdog: {n} jobs of {seconds} s, the runner crons' turn {after} s "
-        f"after the cron worker's heartbeat (limit_time_real_cron {LIMIT}, one cron "
-        f"thread, two runner crons): {_figures(out)}"
-    )
-    return _verdict(st, uuids, out, summary)
+    timeout = _size(st, 240, 360)
+    return _scenario(st, "watchdog", "watchdog", n, seconds, after, timeout, what)
 
 
 # ---------------------------------------------------------------- 8. no time left
@@ -296,15 +291,12 @@ def backlog_after_long_sleep(st):
     s plus its pid mod 10) without a notification. The runner must not start a job;
     the work goes on in a fresh pass."""
     n, seconds, after = _size(st, 3, 8), 6, 65
-    uuids, out = _scenario(
-        st, "watchdog-sleep", "sleep", n, seconds, after, _size(st, 240, 360)
+    what = (
+        f"{n} jobs of {seconds} s waiting when the runner crons get their turn "
+        f"{after} s after the heartbeat (as after the worker's full sleep)"
     )
-    summary = (
-        f"cron watchdog: {n} jobs of {seconds} s waiting when the runner crons get "
-        f"their turn {after} s after the heartbeat (as after the worker's full "
-        f"sleep): {_figures(out)}"
-    )
-    return _verdict(st, uuids, out, summary)
+    timeout = _size(st, 240, 360)
+    return _scenario(st, "watchdog-sleep", "sleep", n, seconds, after, timeout, what)
 
 
 # ---------------------------------------------------------------- 9. slow jobs
@@ -313,11 +305,6 @@ def slow_jobs(st):
     longer than the time left; the runner must leave it to a fresh pass, and so
     must the second runner cron, next in the same pass."""
     n, seconds = _size(st, 3, 4), 28
-    uuids, out = _scenario(
-        st, "watchdog-slow", "slow", n, seconds, 0, _size(st, 300, 420)
-    )
-    summary = (
-        f"cron watchdog: {n} slow jobs of {seconds} s right after the heartbeat: "
-        f"{_figures(out)}"
-    )
-    return _verdict(st, uuids, out, summary)
+    what = f"{n} slow jobs of {seconds} s right after the heartbeat"
+    timeout = _size(st, 300, 420)
+    return _scenario(st, "watchdog-slow", "slow", n, seconds, 0, timeout, what)

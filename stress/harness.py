@@ -8,7 +8,14 @@ import threading
 import time
 
 import requests
-from odoo_server import Failure, OdooServer, check, hash_api_key, wait_for
+from odoo_server import (
+    Failure,
+    OdooServer,
+    check,
+    hash_api_key,
+    settings,
+    wait_for,
+)
 
 # The side effects of the stress jobs: one row per successful run, keyed by the job's
 # uuid, so a second run of a job cannot commit (it fails on the primary key instead).
@@ -56,11 +63,11 @@ class Stress:
         ``ir.config_parameter``). Returns the API key."""
         key = secrets.token_urlsafe(32)
         params = {
-            "deltatech_queue_job.api_key_hash": hash_api_key(addons_path, key),
+            settings.PARAM_API_KEY_HASH: hash_api_key(addons_path, key),
             # Runner crons take small batches: they hand over to a fresh cron run
             # often, which is what a busy production queue looks like.
-            "deltatech_queue_job.batch_size": "20",
-            "deltatech_queue_job.max_seconds": "30",
+            settings.PARAM_BATCH_SIZE: "20",
+            settings.PARAM_MAX_SECONDS: "30",
         }
         with contextlib.closing(db.connect()) as conn, conn.cursor() as cr:
             cr.execute(SETUP_SQL)
@@ -188,6 +195,16 @@ class Stress:
             [list(uuids)],
         )
         return collections.Counter(dict(rows))
+
+    def duplicates(self, uuids, effects):
+        """Runs of these jobs beyond their first: a second run cannot commit its
+        effect (the primary key), it fails on it instead; ``effects`` as above."""
+        failed_reruns = self.db.scalar(
+            "SELECT count(*) FROM queue_job WHERE uuid = ANY(%s) "
+            "AND exc_info LIKE '%%dqj_stress_effect_pkey%%'",
+            [list(uuids)],
+        )
+        return failed_reruns + sum(1 for count in effects.values() if count > 1)
 
     def stray_effects(self, uuids):
         return self.db.scalar(

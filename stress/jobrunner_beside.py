@@ -14,7 +14,15 @@ import os
 import time
 
 from harness import Stress
-from odoo_server import Failure, OdooServer, check, job_group, wait_for
+from odoo_server import (
+    Failure,
+    OdooServer,
+    check,
+    job_group,
+    log_lines,
+    log_problems,
+    wait_for,
+)
 
 JOBRUNNER_CHANNELS = "root:4"
 
@@ -74,14 +82,6 @@ def _log(server):
         return log.read()
 
 
-def _log_lines(server, level):
-    return [
-        line
-        for line in _log(server).splitlines()
-        if len(line.split(" ", 4)) > 3 and line.split(" ", 4)[3] == level
-    ]
-
-
 def _count_uuids(lines, marker, uuids):
     """Lines with ``marker`` followed by one of ``uuids``."""
     return sum(
@@ -133,17 +133,12 @@ def jobrunner_beside(st):
         with contextlib.suppress(Failure):
             wait_for(lambda: _accounted(st, server, uuids), 30, "the last runjob calls")
         asked, refused, by_jobrunner = _jobrunner_share(st, server, uuids)
-        errors = _log_lines(server, "ERROR") + _log_lines(server, "CRITICAL")
+        errors = log_problems(server.log)
     finally:
         server.stop()
     states = st.states(uuids)
     effects = st.effects(uuids)
-    rerun_failures = st.db.scalar(
-        "SELECT count(*) FROM queue_job WHERE uuid = ANY(%s) "
-        "AND exc_info LIKE '%%dqj_stress_effect_pkey%%'",
-        [uuids],
-    )
-    duplicates = rerun_failures + sum(1 for count in effects.values() if count > 1)
+    duplicates = st.duplicates(uuids, effects)
     lost = n - sum(1 for uuid in uuids if effects[uuid] == 1)
     runs = st.runs_since(since)
     by_source = {s: runs.get(s, (0, 0))[0] for s in ("api", "cron")}
@@ -172,7 +167,7 @@ def _jobrunner_share(st, server, uuids):
     and the jobs runjob ran (see WHO_RAN)."""
     mine = set(uuids)
     asked = _count_uuids(_log(server).splitlines(), ASKED, mine)
-    refused = _count_uuids(_log_lines(server, "WARNING"), REFUSED, mine)
+    refused = _count_uuids(log_lines(server.log, ("WARNING",)), REFUSED, mine)
     by_jobrunner = st.db.scalar(
         "SELECT count(*) FROM dqj_stress_effect WHERE uuid = ANY(%s) "
         "AND kind = 'beside:started'",

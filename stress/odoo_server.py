@@ -5,62 +5,114 @@ Used by ``stress/run.py`` (the stress and chaos suite) and ``bench/bench_server.
 template with the addon installed by ``odoo -i``, the server is ``odoo`` in prefork
 mode (``--workers=2 --max-cron-threads=2``) on a free loopback port, jobs are enqueued
 by ``odoo shell`` processes, and the server is reached over HTTP and PostgreSQL only.
+
+What is not about a server (waiting, free ports, databases, processes, logs, the
+addon's constants) is the test tooling the Odoo tests use too, ``tests/tooling.py``:
+loaded here, and re-exported for the scenarios and benchmarks that import it from here.
 """
 
+import argparse
 import contextlib
 import importlib.util
 import json
 import os
+import pathlib
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
+import traceback
 
-import psycopg2
 import requests
+
+
+def _load_tooling():
+    """The test tooling shared with the Odoo tests and bench/ (tests/tooling.py),
+    loaded by its path as ``dqj_tooling``: tests/ is no package outside Odoo."""
+    if "dqj_tooling" not in sys.modules:
+        path = pathlib.Path(__file__).resolve().parent.parent / "tests" / "tooling.py"
+        spec = importlib.util.spec_from_file_location("dqj_tooling", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+
+
+_load_tooling()
+# Loaded just above; re-exported: the scenarios and the benchmarks import from here.
+from dqj_tooling import (
+    ADDON_DIR,
+    Database,
+    Failure,
+    addon_constant,
+    addon_version,
+    check,
+    engine_module,
+    free_port,
+    log_lines,
+    log_problems,
+    odoo_env,
+    odoo_main,
+    start_with_input,
+    stop_process_group,
+    wait_for,
+)
 
 # The engine's "running now" advisory lock: (RUNNING_LOCK_NS, job id), objsubid 2 for
 # the two-int form (see engine/job_locks.py).
-RUNNING_LOCK_NS = 0x51D7
+RUNNING_LOCK_NS = addon_constant("engine/job_locks.py", "RUNNING_LOCK_NS")
+# The external API's routes.
+PROCESS_ROUTE = addon_constant("controllers/main.py", "PROCESS_ROUTE")
+STATS_ROUTE = addon_constant("controllers/main.py", "STATS_ROUTE")
+# The addon's parameter names (``settings.PARAM_*``).
+settings = engine_module("settings")
+
+__all__ = [
+    "PROCESS_ROUTE",
+    "RUNNING_LOCK_NS",
+    "STATS_ROUTE",
+    "Database",
+    "Failure",
+    "OdooServer",
+    "addon_version",
+    "check",
+    "enqueue",
+    "free_port",
+    "hash_api_key",
+    "job_group",
+    "log_lines",
+    "log_problems",
+    "odoo_env",
+    "odoo_main",
+    "run_parser",
+    "run_step",
+    "settings",
+    "start_with_input",
+    "wait_for",
+]
 
 
-def odoo_main():
-    """The command starting Odoo: the test tooling's launcher when dev.sh names one
-    (``DQJ_ODOO_LAUNCHER``, see tools/odoo_launcher.py), else odoo-bin's own lines."""
-    launcher = os.environ.get("DQJ_ODOO_LAUNCHER")
-    if launcher:
-        return [sys.executable, launcher]
-    return [sys.executable, "-c", "import odoo; odoo.cli.main()"]
+def run_parser(description):
+    """The command line of a run on copies of dev.sh's template database."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--template", required=True, help="database to copy")
+    parser.add_argument("--addons-path", required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--log-dir", required=True)
+    return parser
 
 
-class Failure(AssertionError):
-    """A violated expectation: the scenario (or the benchmark) fails loudly."""
-
-
-def check(condition, message):
-    if not condition:
-        raise Failure(message)
-
-
-def wait_for(condition, timeout, what, interval=0.2):
-    """Poll ``condition()`` until truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise Failure(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def run_step(name, step):
+    """Print what ``step()`` returns (its summary line), or FAIL and why; the
+    number of failures (0 or 1). A crash is reported too, and the run goes on."""
+    try:
+        print(step(), flush=True)
+    except Failure as err:
+        print(f"FAIL {name}: {err}", flush=True)
+    except Exception:  # noqa: BLE001 -- report and go on with the next one
+        print(f"FAIL {name}: crashed\n{traceback.format_exc()}", flush=True)
+    else:
+        return 0
+    return 1
 
 
 def addon_link_dir(addons_path):
@@ -74,121 +126,14 @@ def addon_link_dir(addons_path):
 def hash_api_key(addons_path, key):
     """The stored form of ``key``, computed by the addon's own code (no registry).
 
-    Only the addon's ``engine`` package is loaded (it imports no ORM class): importing
-    the addon itself would import queue_job into this process, which is no Odoo
-    process and has neither the run's addons namespace nor its stand-in.
+    The addon on ``addons_path`` must be this checkout: its engine is the one loaded.
     """
-    engine = os.path.join(addon_link_dir(addons_path), "deltatech_queue_job", "engine")
-    spec = importlib.util.spec_from_file_location(
-        "dqj_engine",
-        os.path.join(engine, "__init__.py"),
-        submodule_search_locations=[engine],
+    served = os.path.join(addon_link_dir(addons_path), "deltatech_queue_job")
+    check(
+        os.path.samefile(served, ADDON_DIR),
+        f"the addons path serves {served}, not this checkout ({ADDON_DIR})",
     )
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = package
-    spec.loader.exec_module(package)
-    from dqj_engine.api_key import (  # noqa: PLC0415 -- loaded just above
-        hash_api_key as addon_hash,
-    )
-
-    return addon_hash(key)
-
-
-class Database:
-    """A throw-away copy of the template database, with the addon (or another) in."""
-
-    def __init__(self, name, template, addons_path, data_dir, log_dir):
-        self.name = name
-        self.template = template
-        self.addons_path = addons_path
-        self.data_dir = data_dir
-        self.log_dir = log_dir
-
-    # ------------------------------------------------------------ lifecycle
-    def create(self, modules):
-        """A copy of the template, then ``odoo -i modules`` (none: the copy only)."""
-        self.drop()
-        subprocess.run(["createdb", "-T", self.template, self.name], check=True)
-        store = os.path.join(self.data_dir, "filestore")
-        if os.path.isdir(os.path.join(store, self.template)):
-            shutil.copytree(
-                os.path.join(store, self.template), os.path.join(store, self.name)
-            )
-        if not modules:
-            return
-        log = os.path.join(self.log_dir, f"{self.name}-install.log")
-        proc = subprocess.run(
-            self.odoo_argv("-i", modules, "--stop-after-init", "--http-port=0")
-            + ["--logfile", log, "--log-level", "warn"],
-            cwd="/",
-            env=odoo_env(),
-            timeout=600,
-            check=False,
-        )
-        check(proc.returncode == 0, f"installing {modules} failed, see {log}")
-
-    def drop(self):
-        with (
-            contextlib.suppress(psycopg2.Error),
-            contextlib.closing(psycopg2.connect(dbname="postgres")) as conn,
-        ):
-            conn.autocommit = True
-            with conn.cursor() as cr:
-                cr.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = %s AND pid != pg_backend_pid()",
-                    [self.name],
-                )
-                cr.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
-        shutil.rmtree(
-            os.path.join(self.data_dir, "filestore", self.name), ignore_errors=True
-        )
-
-    # ------------------------------------------------------------ access
-    def odoo_argv(self, *args, shell=False):
-        argv = odoo_main()
-        if shell:
-            argv.append("shell")
-        argv += [f"--addons-path={self.addons_path}", f"--data-dir={self.data_dir}"]
-        return argv + ["-d", self.name, *args]
-
-    def connect(self, autocommit=True):
-        conn = psycopg2.connect(dbname=self.name)
-        conn.autocommit = autocommit
-        return conn
-
-    def sql(self, query, params=None):
-        """Run ``query`` in its own transaction; rows for a SELECT."""
-        with contextlib.closing(self.connect()) as conn, conn.cursor() as cr:
-            cr.execute(query, params)
-            return cr.fetchall() if cr.description else None
-
-    def scalar(self, query, params=None):
-        return self.sql(query, params)[0][0]
-
-    def shell(self, script, timeout=600):
-        """Run ``script`` in ``odoo shell``; the JSON it prints after ``RESULT``."""
-        proc = subprocess.run(
-            self.odoo_argv("--no-http", "--log-level=warn", shell=True),
-            input="import json, time\n" + script,
-            capture_output=True,
-            text=True,
-            cwd="/",
-            env=odoo_env(),
-            timeout=timeout,
-            check=False,
-        )
-        for line in proc.stdout.splitlines():
-            if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT ") :])
-        raise Failure(
-            f"odoo shell failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
-            f"{proc.stderr[-3000:]}"
-        )
-
-
-def odoo_env():
-    return {**os.environ, "TZ": "UTC"}
+    return engine_module("api_key").hash_api_key(key)
 
 
 class OdooServer:
@@ -299,29 +244,12 @@ class OdooServer:
         return workers[0] if len(workers) == 1 else None
 
     def stop(self):
-        if self.proc is None:
-            return
-        for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pgid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=grace)
-                # The master is gone; its workers may linger a moment.
-                if not self._group_alive():
-                    break
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pgid, signal.SIGKILL)
-        self.proc = None
-
-    def _group_alive(self):
-        try:
-            os.killpg(self.pgid, 0)
-            return True
-        except ProcessLookupError:
-            return False
+        if self.proc is not None:
+            stop_process_group(self.proc)
+            self.proc = None
 
     # ------------------------------------------------------------ HTTP
-    def api(self, path="/api/v1/queue/process", params=None, timeout=180, **kwargs):
+    def api(self, path=PROCESS_ROUTE, params=None, timeout=180, **kwargs):
         """POST a JSON-RPC request to the queue API: (status, result, seconds)."""
         body = {"jsonrpc": "2.0", "id": 1, "params": params or {}}
         start = time.monotonic()
@@ -329,42 +257,44 @@ class OdooServer:
         elapsed = time.monotonic() - start
         return response.status_code, response.json()["result"], elapsed
 
+    def jsonrpc(self, path, params, session=None, timeout=120):
+        """POST a JSON-RPC ``call`` to ``path`` (in ``session`` if given): the answer,
+        ``result`` or ``error``."""
+        response = (session or requests).post(
+            self.url + path,
+            json={"jsonrpc": "2.0", "method": "call", "params": params},
+            timeout=timeout,
+        )
+        return response.json()
+
     def admin_session(self):
         """A logged-in web session of the administrator."""
         session = requests.Session()
-        response = session.post(
-            self.url + "/web/session/authenticate",
-            json={
-                "jsonrpc": "2.0",
-                "method": "call",
-                "params": {"db": self.db.name, "login": "admin", "password": "admin"},
-            },
+        answer = self.jsonrpc(
+            "/web/session/authenticate",
+            {"db": self.db.name, "login": "admin", "password": "admin"},
+            session=session,
             timeout=60,
         )
-        check(
-            response.ok and response.json().get("result", {}).get("uid"),
-            f"admin login failed: {response.text[:500]}",
-        )
+        check((answer.get("result") or {}).get("uid"), f"admin login failed: {answer}")
         return session
 
     def call_kw(self, session, model, method, args, kwargs=None, timeout=120):
-        response = session.post(
-            f"{self.url}/web/dataset/call_kw/{model}/{method}",
-            json={
-                "jsonrpc": "2.0",
-                "method": "call",
-                "params": {
-                    "model": model,
-                    "method": method,
-                    "args": args,
-                    "kwargs": kwargs or {},
-                },
-            },
-            timeout=timeout,
-        )
-        data = response.json()
+        """``model.method(*args, **kwargs)`` through the web client's route; fails
+        on an error."""
+        data = self.call_kw_answer(session, model, method, args, kwargs, timeout)
         check("error" not in data, f"{model}.{method} failed: {data.get('error')}")
         return data["result"]
+
+    def call_kw_answer(self, session, model, method, args, kwargs=None, timeout=120):
+        """The web client's call, answered as is (``result`` or ``error``)."""
+        params = {"model": model, "method": method, "args": args}
+        return self.jsonrpc(
+            f"/web/dataset/call_kw/{model}/{method}",
+            {**params, "kwargs": kwargs or {}},
+            session=session,
+            timeout=timeout,
+        )
 
 
 # ---------------------------------------------------------------- enqueueing

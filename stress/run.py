@@ -13,7 +13,6 @@ database dropped at the end. ``--short`` runs every scenario with fewer jobs (th
 run).
 """
 
-import argparse
 import os
 import signal
 import sys
@@ -25,7 +24,13 @@ from committing import committing_jobs
 from cron_watchdog import backlog_after_long_sleep, issue_case, slow_jobs
 from harness import Stress
 from jobrunner_beside import jobrunner_beside
-from odoo_server import Database, Failure, OdooServer
+from odoo_server import (
+    Database,
+    OdooServer,
+    log_problems,
+    run_parser,
+    run_step,
+)
 from scenarios import (
     budget_holds,
     crash_mid_job,
@@ -51,7 +56,7 @@ SCENARIOS = [
     ("watchdog-slow", slow_jobs, OWN),
 ]
 
-# Lines of the server log at ERROR or above that the scenarios cause on purpose.
+# Lines of the server log at ERROR that the scenarios cause on purpose.
 EXPECTED_ERRORS = (
     " failed:",  # a job that raised (its traceback follows), see _job_failed
     "timed out",  # a runner cron whose worker was killed three times in a row
@@ -61,28 +66,8 @@ EXPECTED_ERRORS = (
 )
 
 
-def unexpected_log_errors(path):
-    """ERROR/CRITICAL lines of the server log that no scenario asked for."""
-    if not os.path.exists(path):
-        return []
-    problems = []
-    with open(path, errors="replace") as log:
-        for line in log:
-            parts = line.split(" ", 5)
-            if len(parts) < 6 or parts[3] not in ("ERROR", "CRITICAL"):
-                continue
-            if parts[3] == "ERROR" and any(e in parts[5] for e in EXPECTED_ERRORS):
-                continue
-            problems.append(line.rstrip())
-    return problems
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--template", required=True, help="database to copy")
-    parser.add_argument("--addons-path", required=True)
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--log-dir", required=True)
+    parser = run_parser(__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="fewer jobs (CI)")
     parser.add_argument("--db", default=f"dqj_stress_{os.getpid()}")
     parser.add_argument(
@@ -121,22 +106,15 @@ def main():
                     f"{time.monotonic() - start:.0f} s",
                     flush=True,
                 )
-            try:
-                print(scenario(st), flush=True)
-            except Failure as err:
-                failures += 1
-                print(f"FAIL {name}: {err}", flush=True)
-            except Exception:  # noqa: BLE001 -- report and go on with the next one
-                failures += 1
-                print(f"FAIL {name}: crashed\n{traceback.format_exc()}", flush=True)
+            failures += run_step(name, lambda scenario=scenario: scenario(st))
     except Exception:  # noqa: BLE001
         failures += 1
         print(f"FAIL setup:\n{traceback.format_exc()}", flush=True)
     finally:
         server.stop()
-        problems = unexpected_log_errors(server.log)
+        problems = log_problems(server.log, excused=EXPECTED_ERRORS)
         for log in st.extra_logs if st else ():
-            problems += unexpected_log_errors(log)
+            problems += log_problems(log, excused=EXPECTED_ERRORS)
         if os.environ.get("DQJ_KEEP_DB") != "1":
             db.drop()
     if problems:

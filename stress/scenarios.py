@@ -48,11 +48,7 @@ def exactly_once(st):
     elapsed = _elapsed(start)
     states = st.states(uuids)
     effects = st.effects(uuids)
-    duplicates = st.db.scalar(
-        "SELECT count(*) FROM queue_job WHERE uuid = ANY(%s) "
-        "AND exc_info LIKE '%%dqj_stress_effect_pkey%%'",
-        [uuids],
-    ) + sum(1 for count in effects.values() if count > 1)
+    duplicates = st.duplicates(uuids, effects)
     lost = n - states["done"] - states["failed"]
     runs = st.runs_since(since)
     by_source = {s: runs.get(s, (0, 0))[0] for s in ("api", "cron", "thread")}

@@ -22,23 +22,33 @@ Run by ``./dev.sh test``, or directly::
 Each step prints one line; the databases are dropped at the end.
 """
 
-import argparse
 import os
-import re
 import secrets
 import signal
-import subprocess
 import sys
 import time
 import traceback
 
 import requests
-from odoo_server import Database, Failure, OdooServer, check, odoo_env, wait_for
+from odoo_server import (
+    PROCESS_ROUTE,
+    STATS_ROUTE,
+    Database,
+    OdooServer,
+    addon_version,
+    check,
+    log_problems,
+    run_parser,
+    run_step,
+    settings,
+    wait_for,
+)
 
 MODULE = "deltatech_queue_job"
 CRON_JOBRUNNER = "queue_job_cron_jobrunner"
 ORIGINAL_VERSION = "18.0.1.3.0"
-PROBLEM_LINE = re.compile(r"^\S+ \S+ \d+ (WARNING|ERROR|CRITICAL) ")
+# This checkout's version, which the upgrade and the install must record.
+VERSION = addon_version()
 
 # The original's footprint, built in an ``odoo shell`` of the database where
 # queue_job_cron_jobrunner is installed (the original's code is not on the addons path
@@ -200,32 +210,11 @@ print("RESULT", json.dumps({{"copy": copy.id}}))
 """
 
 
-def log_problems(path):
-    """Lines of an Odoo log at WARNING or above (running as root is no problem)."""
-    with open(path, errors="replace") as log:
-        return [
-            line.rstrip()
-            for line in log
-            if PROBLEM_LINE.match(line) and "Running as user 'root'" not in line
-        ]
-
-
 def run_odoo(db, flag, log_name, module=MODULE, expected=()):
-    """``odoo -i|-u MODULE --stop-after-init``: its log must be clean, but for one
-    line holding each of the ``expected`` texts."""
-    log = os.path.join(db.log_dir, log_name)
-    if os.path.exists(log):
-        os.unlink(log)
-    proc = subprocess.run(
-        db.odoo_argv(flag, module, "--stop-after-init", "--http-port=0")
-        + ["--logfile", log, "--log-level", "info"],
-        cwd="/",
-        env=odoo_env(),
-        timeout=900,
-        check=False,
-    )
-    check(proc.returncode == 0, f"odoo {flag} {module} failed, see {log}")
-    problems = log_problems(log)
+    """``odoo -i|-u MODULE --stop-after-init``: its log must be clean (no WARNING
+    or worse), but for one line holding each of the ``expected`` texts."""
+    log = db.odoo_init(flag, module, log_name, log_level="info")
+    problems = log_problems(log, "WARNING")
     for text in expected:
         found = [line for line in problems if text in line]
         check(found, f"odoo {flag} {module} did not log {text!r}, see {log}")
@@ -252,7 +241,7 @@ def check_cron_jobrunner_gone(db, copy_id):
     """queue_job_cron_jobrunner uninstalled and nothing of it left; its hand-made
     runner cron adopted as one of ours."""
     states = module_states(db)
-    check(states[MODULE] == f"installed {db.version}", f"modules: {states}")
+    check(states[MODULE] == f"installed {VERSION}", f"modules: {states}")
     check(states[CRON_JOBRUNNER] == "uninstalled -", f"modules: {states}")
     left = db.sql(
         "SELECT model, name FROM ir_model_data WHERE module = %s", [CRON_JOBRUNNER]
@@ -270,7 +259,7 @@ def check_cron_jobrunner_gone(db, copy_id):
     crons = db.scalar("SELECT count(*) FROM ir_cron WHERE dqj_queue_runner AND active")
     count = db.scalar(
         "SELECT value FROM ir_config_parameter WHERE key = %s",
-        [f"{MODULE}.runner_count"],
+        [settings.PARAM_RUNNER_COUNT],
     )
     check(
         crons == 3 and count == "3",
@@ -286,7 +275,8 @@ def check_cron_jobrunner_gone(db, copy_id):
 
 # ---------------------------------------------------------------- upgrade
 def upgrade(base, name, key):
-    db = clone(base, name)
+    db = base.clone(name)
+    db.create(None)
     fixture = db.shell(
         FIXTURE.format(
             key=key,
@@ -321,17 +311,20 @@ def check_settings(db, key):
         db.sql(
             "SELECT key, value FROM ir_config_parameter "
             "WHERE key LIKE 'queue_job_processor.%%' OR key LIKE %s",
-            [f"{MODULE}.%"],
+            [settings.PARAM_PREFIX + "%"],
         )
     )
     check(
         not [k for k in params if k.startswith("queue_job_processor.")],
         f"the original's parameters are left: {sorted(params)}",
     )
-    stored = params.get(f"{MODULE}.api_key_hash", "")
+    stored = params.get(settings.PARAM_API_KEY_HASH, "")
     check(stored.startswith("pbkdf2_sha256$"), f"no hashed key: {stored!r}")
     check(
-        (params.get(f"{MODULE}.batch_size"), params.get(f"{MODULE}.max_seconds"))
+        (
+            params.get(settings.PARAM_BATCH_SIZE),
+            params.get(settings.PARAM_MAX_SECONDS),
+        )
         == ("7", "45"),
         f"batch size / max seconds not carried over: {params}",
     )
@@ -410,15 +403,13 @@ def check_old_key_and_callers(db, key, jobs):
     try:
         server.start()
         url = server.url
-        stats = requests.get(
-            url + "/api/v1/queue/stats", headers={"X-Api-Key": key}, timeout=60
-        )
+        stats = requests.get(url + STATS_ROUTE, headers={"X-Api-Key": key}, timeout=60)
         check(stats.status_code == 200, f"GET stats: {stats.status_code} {stats.text}")
         block = stats.json()["result"]["stats"]
         check(block["pending"] == 4 and block["failed"] == 1, f"stats: {block}")
         # cron-job.org's body for the original, plus a parameter the port ignores.
         body = {"params": {"api_key": key, "batch_size": 2, "priority": "high"}}
-        response = requests.post(url + "/api/v1/queue/process", json=body, timeout=120)
+        response = requests.post(url + PROCESS_ROUTE, json=body, timeout=120)
         result = response.json()["result"]
         check(response.status_code == 200, f"process: {response.status_code} {result}")
         check(
@@ -427,7 +418,7 @@ def check_old_key_and_callers(db, key, jobs):
         )
         check(result.get("warnings"), f"no warning for the unknown param: {result}")
         wrong = requests.post(
-            url + "/api/v1/queue/process",
+            url + PROCESS_ROUTE,
             json={"params": {"api_key": "not-" + key}},
             timeout=60,
         )
@@ -435,9 +426,7 @@ def check_old_key_and_callers(db, key, jobs):
     finally:
         server.stop()
     # The wrong key above is logged as a warning, on purpose; nothing else may be.
-    problems = [
-        line for line in log_problems(server.log) if "queue API: refused" not in line
-    ]
+    problems = log_problems(server.log, "WARNING", excused=["queue API: refused"])
     check(not problems, "server log problems:\n  " + "\n  ".join(problems[:20]))
     done = done_count(db, jobs["pending"])
     check(done == 2, f"{done} of the pending jobs are done after the call")
@@ -465,7 +454,7 @@ def check_runner_crons_drain(db, jobs):
         )
     finally:
         server.stop()
-    problems = log_problems(server.log)
+    problems = log_problems(server.log, "WARNING")
     check(not problems, "server log problems:\n  " + "\n  ".join(problems[:20]))
     check_jobs_kept(db, {k: v for k, v in jobs.items() if k != "pending"})
     return len(jobs["pending"]) - 2
@@ -473,7 +462,8 @@ def check_runner_crons_drain(db, jobs):
 
 # ---------------------------------------------------------------- install beside it
 def install_beside(base, name):
-    db = clone(base, name)
+    db = base.clone(name)
+    db.create(None)
     copy = db.shell(HAND_MADE_RUNNER.format(cron_jobrunner=CRON_JOBRUNNER))["copy"]
     start = time.monotonic()
     run_odoo(db, "-i", "takeover-install.log")
@@ -495,31 +485,8 @@ def install_beside(base, name):
     )
 
 
-# ---------------------------------------------------------------- plumbing
-def clone(base, name, create=True):
-    """A copy of ``base`` named ``name`` (``create=False``: only its handle)."""
-    db = Database(name, base.name, base.addons_path, base.data_dir, base.log_dir)
-    db.version = base.version
-    if create:
-        db.create(None)
-    return db
-
-
-def addon_version(addons_path):
-    for entry in addons_path.split(","):
-        manifest = os.path.join(entry, MODULE, "__manifest__.py")
-        if os.path.exists(manifest):
-            with open(manifest) as fh:
-                return re.search(r'"version": "([^"]+)"', fh.read()).group(1)
-    raise Failure(f"{MODULE} is not on the addons path")
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--template", required=True, help="database to copy")
-    parser.add_argument("--addons-path", required=True)
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--log-dir", required=True)
+    parser = run_parser(__doc__.splitlines()[0])
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_args: sys.exit(143))
     os.makedirs(args.log_dir, exist_ok=True)
@@ -528,7 +495,6 @@ def main():
     base = Database(
         prefix, args.template, args.addons_path, args.data_dir, args.log_dir
     )
-    base.version = addon_version(args.addons_path)
     steps = (
         ("upgrade", lambda: upgrade(base, prefix + "_up", secrets.token_urlsafe(24))),
         ("install", lambda: install_beside(base, prefix + "_in")),
@@ -537,21 +503,14 @@ def main():
     try:
         base.create(CRON_JOBRUNNER)
         for name, step in steps:
-            try:
-                print(step(), flush=True)
-            except Failure as err:
-                failures += 1
-                print(f"FAIL {name}: {err}", flush=True)
-            except Exception:  # noqa: BLE001 -- report and go on
-                failures += 1
-                print(f"FAIL {name}: crashed\n{traceback.format_exc()}", flush=True)
+            failures += run_step(name, step)
     except Exception:  # noqa: BLE001
         failures += 1
         print(f"FAIL setup:\n{traceback.format_exc()}", flush=True)
     finally:
         if os.environ.get("DQJ_KEEP_DB") != "1":
             for suffix in ("", "_up", "_in"):
-                clone(base, prefix + suffix, create=False).drop()
+                base.clone(prefix + suffix).drop()
     verdict = "FAILED" if failures else "passed"
     print(
         f"takeover: {verdict}, {failures} failure(s), {time.monotonic() - start:.0f} s",

@@ -2,11 +2,7 @@
 """The tests' vocabulary: enqueue jobs, run a runner, open a second real cursor."""
 
 import contextlib
-import os
-import subprocess
-import sys
 import threading
-import time
 
 from odoo import api
 from odoo.modules.registry import Registry
@@ -16,21 +12,12 @@ from odoo.tools import config
 from odoo.addons.queue_job.job import Job
 from odoo.addons.queue_job.jobrunner.runner import Database as JobRunnerDatabase
 
+from ..engine.settings import PARAM_PREFIX
+from .tooling import kill, odoo_main, start_with_input
+
 # The runner logs each failed job at ERROR, with its traceback, like queue_job does;
 # tests that make jobs fail on purpose mute it.
 JOB_LOGGER = "odoo.addons.deltatech_queue_job.models.queue_job"
-
-
-def wait_for(condition, timeout=30.0, interval=0.05, message="condition"):
-    """Poll ``condition()`` until it is truthy, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 @contextlib.contextmanager
@@ -145,39 +132,15 @@ def queue_job_jobrunner(dbname):
 def odoo_command(*args):
     """The command line of an Odoo process on this test's database and addons.
 
-    It starts Odoo the way this process was started: with the test tooling's launcher
-    when dev.sh names one (``DQJ_ODOO_LAUNCHER``, inherited), else as odoo-bin does.
+    It starts Odoo the way this process was started (tooling's ``odoo_main``).
     """
-    launcher = os.environ.get("DQJ_ODOO_LAUNCHER")
-    main = [launcher] if launcher else ["-c", "import odoo; odoo.cli.main()"]
-    argv = [sys.executable, *main, *args]
+    argv = [*odoo_main(), *args]
     argv += ["-d", get_db_name(), "--addons-path", config["addons_path"]]
     argv += ["--data-dir", config["data_dir"], "--log-level", "warn"]
     for option in ("db_host", "db_port", "db_user", "db_password"):
         if config.get(option):
             argv += [f"--{option.replace('_', '-')}", str(config[option])]
     return argv
-
-
-def start_odoo_shell(script):
-    """Start ``odoo shell`` in a real OS process running ``script``."""
-    proc = subprocess.Popen(
-        odoo_command("shell", "--no-http"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    proc.stdin.write(script)
-    proc.stdin.close()
-    proc.stdin = None  # communicate() must not flush it again
-    return proc
-
-
-def _kill(proc):
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=30)
 
 
 class CommittedQueueCase(BaseCase, JobsMixin):
@@ -219,7 +182,8 @@ class CommittedQueueCase(BaseCase, JobsMixin):
                 "'deltatech_queue_job test job'"
             )
             env.cr.execute(
-                "DELETE FROM ir_config_parameter WHERE key LIKE 'deltatech_queue_job.%'"
+                "DELETE FROM ir_config_parameter WHERE key LIKE %s",
+                [PARAM_PREFIX + "%"],
             )
             env.cr.execute("DELETE FROM queue_job_duration")
             env.registry.clear_cache()
@@ -258,8 +222,8 @@ class CommittedQueueCase(BaseCase, JobsMixin):
 
     def start_runner_process(self, script):
         """An ``odoo shell`` process running ``script``, killed at the test's end."""
-        proc = start_odoo_shell(script)
-        self.addCleanup(_kill, proc)
+        proc = start_with_input(odoo_command("shell", "--no-http"), script)
+        self.addCleanup(kill, proc)
         return proc
 
     def effects(self, env):

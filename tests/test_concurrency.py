@@ -3,8 +3,6 @@
 
 import collections
 import itertools
-import os
-import signal
 import time
 
 from odoo import sql_db
@@ -12,7 +10,8 @@ from odoo.tests import tagged
 from odoo.tools import config
 
 from ..engine import job_locks, runner
-from .common import CommittedQueueCase, as_cron_thread, time_limits, wait_for
+from .common import CommittedQueueCase, as_cron_thread, time_limits
+from .tooling import kill, wait_for
 
 RUNNER_SCRIPT = """
 stats = env["queue.job"]._job_runner(batch_size=1000, max_seconds=300, source="manual")
@@ -21,6 +20,15 @@ print("STATS", stats.processed, stats.done, stats.failed, stats.postponed)
 """
 
 SLEEP = "env.cr.execute('SELECT pg_sleep(0.05)')"
+
+# A start gate for runner processes that must run at the same time (each loads its
+# registry first, which takes seconds and differs from one to the next): the test
+# holds this advisory lock until all of them wait for it.
+START_GATE = 0x51D7_0001
+GATED_RUNNER_SCRIPT = (
+    f"env.cr.execute('SELECT pg_advisory_xact_lock_shared({START_GATE})')\n"
+    "env.cr.commit()\n" + RUNNER_SCRIPT
+)
 
 
 def finish(proc, timeout=240):
@@ -184,6 +192,15 @@ class TestProcesses(CommittedQueueCase):
         self.assertEqual(max(runs.values()), 1, "no job ran twice")
         self.assertEqual(states, {"done": 1000})
 
+    @staticmethod
+    def waiting_at_gate(cr):
+        cr.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND NOT granted AND classid = 0 AND objid = %s AND objsubid = 1",
+            [START_GATE],
+        )
+        return cr.fetchone()[0]
+
     def test_channel_capacity_holds_across_processes(self):
         with self.committed() as env:
             env["ir.config_parameter"].set_param(
@@ -196,9 +213,19 @@ class TestProcesses(CommittedQueueCase):
                 channel="root.sub",
             )
             root = self.enqueue_effect_jobs(
-                env, 12, body="env.cr.execute('SELECT pg_sleep(0.05)')"
+                env, 12, body="env.cr.execute('SELECT pg_sleep(0.2)')"
             )
-        procs = [self.start_runner_process(RUNNER_SCRIPT) for _i in range(3)]
+        # Without the gate, the first process to be ready could run every job
+        # before the others start: the parallelism asserted below would be luck.
+        with self.committed() as gate:
+            gate.cr.execute("SELECT pg_advisory_xact_lock(%s)", [START_GATE])
+            procs = [self.start_runner_process(GATED_RUNNER_SCRIPT) for _i in range(3)]
+            wait_for(
+                lambda: self.waiting_at_gate(gate.cr) == len(procs),
+                180,
+                "the runner processes at the start gate",
+            )
+            gate.cr.commit()  # opens the gate
         for proc in procs:
             _out, err = finish(proc)
             self.assertEqual(proc.returncode, 0, err)
@@ -229,20 +256,15 @@ class TestProcesses(CommittedQueueCase):
                 env, 1, body="env.cr.execute('SELECT pg_sleep(3)')", priority=1
             )
         proc = self.start_runner_process(RUNNER_SCRIPT)
-        try:
-            with self.committed() as observer:
-                record = observer["queue.job"].browse(slow.id)
+        with self.committed() as observer:
+            record = observer["queue.job"].browse(slow.id)
 
-                def running():
-                    record.invalidate_recordset()
-                    return record.dqj_running
+            def running():
+                record.invalidate_recordset()
+                return record.dqj_running
 
-                wait_for(running, timeout=60, message="the job to start")
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+            wait_for(running, 60, "the job to start")
+        kill(proc)
         with self.committed() as env:
             # PostgreSQL notices the dead client when the statement in flight ends,
             # and rolls its transaction back.
@@ -250,7 +272,7 @@ class TestProcesses(CommittedQueueCase):
                 env.cr.rollback()
                 return not env["queue.job"].browse(slow.id).dqj_running
 
-            wait_for(released, timeout=60, message="the killed worker's lock")
+            wait_for(released, 60, "the killed worker's lock")
             job = env["queue.job"].browse(slow.id)
             self.assertEqual(job.state, "pending")
             self.assertEqual(self.effects(env), [], "the killed job wrote nothing")

@@ -271,9 +271,11 @@ class TestBudget(QueueJobCase):
             self.enqueue_code("env.cr.execute('SELECT pg_sleep(0.4)')")
         stats = self.run_runner(max_seconds=1)
         self.assertEqual(stats.stopped_by, "time")
-        # 0.4 s jobs in a 1 s budget: the third would end past it, so it is not taken.
-        self.assertEqual(stats.processed, 2)
-        self.assertEqual(stats.pending_count, 4)
+        # Jobs of 0.4 s at least in a 1 s budget: after two (0.8 s at least) a third
+        # would end past it, so it is never taken. Whether the second is taken
+        # depends on how long the first took on this machine (more than 0.5 s: no).
+        self.assertIn(stats.processed, (1, 2))
+        self.assertEqual(stats.pending_count, 6 - stats.processed)
 
     def test_defaults_come_from_the_settings(self):
         params = self.env["ir.config_parameter"].sudo()

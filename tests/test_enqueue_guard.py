@@ -18,7 +18,8 @@ from odoo.tools import config, mute_logger
 from .. import hooks
 from ..engine.job_locks import ENQUEUE_GUARD, queue_job_runner_attached
 from ..engine.settings import queue_job_runner_in_this_server
-from .common import JOB_LOGGER, CommittedQueueCase, queue_job_jobrunner, wait_for
+from .common import JOB_LOGGER, CommittedQueueCase, queue_job_jobrunner
+from .tooling import wait_for
 
 # A job that asks to be run again in a minute: the runner postpones it.
 RETRY_LATER = "raise RetryableJobError('not yet', seconds=60)"
@@ -89,7 +90,8 @@ class TestEnqueueGuard(CommittedQueueCase):
             backend = jobrunner.conn.get_backend_pid()
             wait_for(
                 lambda: self.waits_on_a_lock(backend),
-                message="the jobrunner's UPDATE to wait on the held job",
+                30,
+                "the jobrunner's UPDATE to wait on the held job",
             )
             outcome = held._process(commit=True)
             thread.join(timeout=30)
@@ -186,8 +188,8 @@ class TestEnqueueGuard(CommittedQueueCase):
             # Its backend ends a moment after the connection is closed.
             wait_for(
                 lambda: not queue_job_runner_attached(env.cr),
-                timeout=30,
-                message="the closed jobrunner's election lock to go",
+                30,
+                "the closed jobrunner's election lock to go",
             )
             self.assertFalse(
                 env["res.config.settings"].create({}).dqj_queue_job_runner_active

@@ -3,7 +3,6 @@
 the acquisition and of the run."""
 
 import os
-import signal
 import threading
 from unittest.mock import patch
 
@@ -17,7 +16,8 @@ from ..engine import job_locks
 from ..engine.scopes import TRIGGERED_KEY
 from ..engine.settings import ChannelRules, http_time_cap, parse_channel_rules
 from ..models import queue_job_actions
-from .common import JOB_LOGGER, CommittedQueueCase, QueueJobCase, wait_for
+from .common import JOB_LOGGER, CommittedQueueCase, QueueJobCase
+from .tooling import kill, wait_for
 
 COMMIT = "env.cr.commit()"
 PARTNER_WRITE = "env['res.partner'].browse({pid}).write({{'comment': 'touched'}})\n"
@@ -288,7 +288,7 @@ class TestCommittingJobs(CommittedQueueCase):
                 observer.cr.rollback()
                 return self.effects(observer)
 
-            wait_for(committed_effect, timeout=90, message="the job's first commit")
+            wait_for(committed_effect, 90, "the job's first commit")
             record.invalidate_recordset()
             self.assertEqual(record.state, "started")
             self.assertTrue(record.dqj_running)
@@ -298,8 +298,7 @@ class TestCommittingJobs(CommittedQueueCase):
                 "a live worker's job is left alone",
             )
             observer.cr.commit()
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        kill(proc)
         with self.committed() as env:
 
             def requeued():
@@ -307,7 +306,7 @@ class TestCommittingJobs(CommittedQueueCase):
                 return env["queue.job"]._dqj_requeue_dead_jobs()
 
             with mute_logger(JOB_LOGGER):
-                uuids = wait_for(requeued, timeout=60, message="the dead job's lock")
+                uuids = wait_for(requeued, 60, "the dead job's lock")
             self.assertEqual(uuids, [job_uuid])
             env.cr.commit()
             self.assertEqual(env["queue.job"]._dqj_requeue_dead_jobs(), [], "once")

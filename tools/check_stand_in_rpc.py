@@ -18,48 +18,27 @@ environment says whether the stand-in applies) and, as the administrator:
   refusal above is the private check and not a broken route.
 """
 
-import argparse
 import os
 import pathlib
 import sys
 
-import requests
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "stress"))
-from odoo_server import Database, Failure, OdooServer, check
+from odoo_server import Database, Failure, OdooServer, check, run_parser
 
 REFUSAL = "cannot be called remotely"
 JOB = {"uuid": "dqj-rpc-check", "name": "rpc check", "model_name": "res.partner"}
 
 
-def web_call_kw(server, session, model, method, args):
-    response = session.post(
-        f"{server.url}/web/dataset/call_kw/{model}/{method}",
-        json={
-            "jsonrpc": "2.0",
-            "method": "call",
-            "params": {"model": model, "method": method, "args": args, "kwargs": {}},
-        },
-        timeout=120,
-    )
-    return response.json()
-
-
 def jsonrpc_execute_kw(server, uid, model, method, args):
-    response = requests.post(
-        f"{server.url}/jsonrpc",
-        json={
-            "jsonrpc": "2.0",
-            "method": "call",
-            "params": {
-                "service": "object",
-                "method": "execute_kw",
-                "args": [server.db.name, uid, "admin", model, method, args, {}],
-            },
+    """``execute_kw`` over ``/jsonrpc``, answered as is."""
+    return server.jsonrpc(
+        "/jsonrpc",
+        {
+            "service": "object",
+            "method": "execute_kw",
+            "args": [server.db.name, uid, "admin", model, method, args, {}],
         },
-        timeout=120,
     )
-    return response.json()
 
 
 def refused(answer):
@@ -74,8 +53,8 @@ def run(server):
     session = server.admin_session()
     uid = server.db.scalar("SELECT id FROM res_users WHERE login = 'admin'")
     routes = {
-        "/web/dataset/call_kw": lambda m, a: web_call_kw(
-            server, session, "queue.job", m, a
+        "/web/dataset/call_kw": lambda m, a: server.call_kw_answer(
+            session, "queue.job", m, a
         ),
         "/jsonrpc execute_kw": lambda m, a: jsonrpc_execute_kw(
             server, uid, "queue.job", m, a
@@ -99,12 +78,7 @@ def run(server):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--template", required=True)
-    parser.add_argument("--addons-path", required=True)
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--log-dir", required=True)
-    args = parser.parse_args()
+    args = run_parser(__doc__.splitlines()[0]).parse_args()
     db = Database(
         f"dqj_rpc_check_{os.getpid()}",
         args.template,

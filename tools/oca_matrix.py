@@ -189,28 +189,24 @@ def cmd_compare(args):
         sys.exit(f"FAIL: {'; '.join(problems)}")
 
 
+# The subcommands dev.sh runs: name, function, arguments.
+COMMANDS = (
+    ("versions", cmd_versions, ["--only"]),
+    ("install", cmd_install, ["version", "target"]),
+    ("stand-in", cmd_stand_in, ["target"]),
+    ("check-copy", cmd_check_copy, ["addons_path", "target"]),
+    ("compare", cmd_compare, ["version", "log_with", "log_without"]),
+)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    versions = sub.add_parser("versions")
-    versions.add_argument("--only")
-    versions.set_defaults(run=cmd_versions)
-    install = sub.add_parser("install")
-    install.add_argument("version")
-    install.add_argument("target")
-    install.set_defaults(run=cmd_install)
-    stand_in = sub.add_parser("stand-in")
-    stand_in.add_argument("target")
-    stand_in.set_defaults(run=cmd_stand_in)
-    check_copy = sub.add_parser("check-copy")
-    check_copy.add_argument("addons_path")
-    check_copy.add_argument("target")
-    check_copy.set_defaults(run=cmd_check_copy)
-    compare = sub.add_parser("compare")
-    compare.add_argument("version")
-    compare.add_argument("log_with")
-    compare.add_argument("log_without")
-    compare.set_defaults(run=cmd_compare)
+    for name, run, arguments in COMMANDS:
+        command = sub.add_parser(name)
+        for argument in arguments:
+            command.add_argument(argument)
+        command.set_defaults(run=run)
     args = parser.parse_args()
     args.run(args)
 
