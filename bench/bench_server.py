@@ -17,7 +17,11 @@ shell`` processes. Measured:
 - cron drain: N jobs committed at once, drained by the runner crons the commit
   triggered;
 - trigger latency: 200 jobs committed one at a time (0.1 s apart), from each commit
-  to the job's start, median and 95th percentile, against the stock cron interval.
+  to the job's start, median and 95th percentile, against the stock cron interval;
+- several servers (ours only): N jobs committed at once, drained by 1, 2 and 3 servers
+  on the one database (``--workers=2 --max-cron-threads=1`` each, as hosts behind a
+  load balancer would be), each with 2 API callers (one per HTTP worker) and its cron
+  worker running the runner crons, from the commit to the last job's start.
 """
 
 import argparse
@@ -167,6 +171,76 @@ class Bench:
         return statistics.median(latencies), p95
 
 
+# The servers of the several-servers drain, and the API callers of each.
+SEVERAL = {"workers": 2, "cron_threads": 1}
+CALLERS_PER_SERVER = 2
+MOST_SERVERS = 3
+
+
+def servers_drain(bench, n):
+    """Jobs/s of 1, 2 ... MOST_SERVERS servers on the database, the jobs the API
+    callers ran of them (the rest, the runner crons), by number of servers. The
+    database's own server must be stopped: its cron workers would take jobs too."""
+    figures = {}
+    servers = []
+    try:
+        for count in range(1, MOST_SERVERS + 1):
+            server = OdooServer(
+                bench.db, log_name=f"bench-server-ours-{count}-of-3.log", **SEVERAL
+            )
+            servers.append(server.start())
+            figures[count] = _drain_on(bench, servers, n)
+    finally:
+        for server in servers:
+            server.stop()
+    return figures
+
+
+def _drain_on(bench, servers, n):
+    """Every server's API callers and runner crons drain ``n`` jobs committed at once;
+    the callers poll from before the commit, as the crons are woken by it."""
+    bench.reset()
+    bench.runner_crons(True)
+    stop = threading.Event()
+    lock = threading.Lock()
+    errors = []
+    by_api = [0]
+
+    def loop(server):
+        try:
+            while not stop.is_set():
+                status, result, _wall = server.api(
+                    params={"api_key": bench.key, "batch_size": 200}
+                )
+                check(status == 200, f"API call refused: {result}")
+                with lock:
+                    by_api[0] += result["processed"]
+                if not result["processed"]:
+                    time.sleep(0.2)
+        except Exception as err:  # noqa: BLE001 -- reported below
+            errors.append(err)
+
+    threads = [
+        threading.Thread(target=loop, args=(server,))
+        for server in servers
+        for _i in range(CALLERS_PER_SERVER)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        _uuids, committed = enqueue(bench.db, [job_group("drain", n)])
+        wait_for(lambda: bench.all_done(n) or errors, 900, "the servers to drain")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=300)
+    check(not errors, f"API caller failed: {errors[:1]}")
+    last = bench.db.scalar(
+        "SELECT extract(epoch FROM max(started)) FROM dqj_stress_effect"
+    )
+    return n / (float(last) - committed), by_api[0]
+
+
 @contextlib.contextmanager
 def serving(args, name, ours):
     db = Database(name, None, args.addons_path, args.data_dir, args.log_dir)
@@ -199,6 +273,8 @@ def measure(args, name, ours):
                 figures[f"api{callers}"] = bench.api_drain(args.jobs, callers)
         figures["cron"] = bench.cron_drain(args.jobs)
         figures["latency"] = bench.trigger_latency(args.latency_jobs, args.gap)
+    if ours:  # its own server stopped: the servers of the drain are alone
+        figures["servers"] = servers_drain(bench, args.jobs)
     return figures
 
 
@@ -252,6 +328,23 @@ def main():
         f"interval: ours {ours['interval']}, cron_jobrunner {base['interval']}, and "
         f"without a trigger Odoo's cron workers only look every {ODOO_CRON_POLL} s "
         f"(a job would wait {ODOO_CRON_POLL / 2:.0f} s on average)",
+        flush=True,
+    )
+    for count, (rate, _by_api) in ours["servers"].items():
+        servers = f"{count} server{'s' if count > 1 else ''}"
+        line(
+            f"drain, {servers}, {count * CALLERS_PER_SERVER} API callers + crons",
+            f"{rate:.1f}",
+            "n/a",
+            "jobs/s",
+        )
+    print(
+        f"  one database, servers of --workers={SEVERAL['workers']} "
+        f"--max-cron-threads={SEVERAL['cron_threads']} each, {CALLERS_PER_SERVER} "
+        "API callers per server and its runner crons; jobs run by the API callers: "
+        + " / ".join(
+            f"{by_api}/{args.jobs}" for _rate, by_api in ours["servers"].values()
+        ),
         flush=True,
     )
     return 0

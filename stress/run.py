@@ -38,6 +38,7 @@ from scenarios import (
     failing_neighbours,
     slow_database,
 )
+from several_servers import several_servers
 
 # The scenarios marked OWN start a server of their own (other options), with the
 # shared server stopped: they come last.
@@ -51,6 +52,7 @@ SCENARIOS = [
     ("slow-db", slow_database, SHARED),
     ("committing", committing_jobs, SHARED),
     ("jobrunner-beside", jobrunner_beside, SHARED),
+    ("several-servers", several_servers, OWN),
     ("watchdog", issue_case, OWN),
     ("watchdog-sleep", backlog_after_long_sleep, OWN),
     ("watchdog-slow", slow_jobs, OWN),
