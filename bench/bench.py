@@ -25,6 +25,7 @@ Every figure comes from real Odoo processes (``odoo shell``) on real PostgreSQL:
 import argparse
 import json
 import pathlib
+import statistics
 import sys
 import threading
 import time
@@ -40,7 +41,8 @@ env = env(context=dict(env.context, tracking_disable=True))
 model = env["test.queue.job"]
 model.with_delay().testing_method(-1)  # warm the caches
 env.cr.rollback()
-env.cr.execute("DELETE FROM queue_job")
+# A backlog (pending, priority 20: see BACKLOG) stays; everything else goes.
+env.cr.execute("DELETE FROM queue_job WHERE state != 'pending' OR priority <= 10")
 env.cr.execute("DELETE FROM ir_cron_trigger")
 env.cr.commit()
 start = time.perf_counter()
@@ -179,12 +181,10 @@ def enqueue(args, db):
     return result_of(odoo_shell(args, db, ENQUEUE.format(jobs=args.jobs)))
 
 
-def drain(args, db, runner, processes, backlog=0):
-    """Enqueue ``args.jobs`` jobs (behind them, ``backlog`` more at a lower priority)
-    and drain the former with ``processes`` runner processes."""
+def drain(args, db, runner, processes):
+    """Enqueue ``args.jobs`` jobs and drain them with ``processes`` runner processes
+    (a backlog behind them, if the database has one, stays)."""
     result_of(odoo_shell(args, db, ENQUEUE.format(jobs=args.jobs)))
-    if backlog:
-        result_of(odoo_shell(args, db, BACKLOG.format(size=backlog)))
     # Registry loading takes seconds; all processes start draining at one moment.
     start_at = time.time() + 8 + 2 * processes
     script = DRAIN.format(start_at=start_at, runner=runner, priority=10)
@@ -194,8 +194,6 @@ def drain(args, db, runner, processes, backlog=0):
     done = count(args, db, "state = 'done'")
     twice = count(args, db, "retry > 1")
     left = count(args, db, "state != 'done' AND priority <= 10")
-    if backlog:
-        sql(args, db, "DELETE FROM queue_job")
     return {
         "jobs_per_s": done / wall,
         "queries_per_job": sum(r["queries"] for r in results) / max(done, 1),
@@ -204,6 +202,29 @@ def drain(args, db, runner, processes, backlog=0):
         "ran_twice": twice,
         "not_done": left,
     }
+
+
+def drain_pairs(args, first, second, processes):
+    """``args.repeat`` measurements of two drains, ``first`` and ``second`` (each a
+    ``(database, runner)``), alternating which goes first: on a shared machine the
+    load moves under a single measurement, the medians of pairs taken side by side
+    are what can be compared. Returns both lists of results."""
+    results = ([], [])
+    for rep in range(args.repeat):
+        order = (0, 1) if rep % 2 == 0 else (1, 0)
+        for index in order:
+            db, runner = (first, second)[index]
+            results[index].append(drain(args, db, runner, processes))
+    return results
+
+
+def median_of(results, key="jobs_per_s"):
+    return statistics.median(r[key] for r in results)
+
+
+def spread(results, key="jobs_per_s"):
+    values = [r[key] for r in results]
+    return f"{min(values):.0f}-{max(values):.0f}"
 
 
 def acquire(args, db, call):
@@ -224,6 +245,12 @@ def main():
     parser.add_argument("--addons-path", required=True)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="drains measured side by side this many times (medians are printed)",
+    )
     parser.add_argument("--acquire-sizes", default="1000,100000,1000000")
     parser.add_argument(
         "--backlog",
@@ -243,7 +270,6 @@ def main():
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
 
     print(f"benchmark: {args.jobs} trivial test_queue_job jobs per measurement")
-    default_rate = None
     if "ceiling" in parts:
         measure_ceiling(args)
     if "enqueue" in parts:
@@ -253,12 +279,12 @@ def main():
             "default settings (batch 20, 50 s), the runner called until the queue is "
             "empty, as each cron run or API call calls it:"
         )
-        default_rate = measure_drains(args, "defaults", OURS_DEFAULT)
+        measure_drains(args, "defaults", OURS_DEFAULT)
     if "tuned" in parts:
         print("tuned (batch 1000, 600 s):")
         measure_drains(args, "batch 1000", OURS_TUNED)
     if "backlog" in parts and args.backlog:
-        measure_backlog(args, default_rate)
+        measure_backlog(args)
     if "async" in parts:
         measure_async(args)
     if "acquire" in parts:
@@ -335,52 +361,76 @@ def measure_enqueue(args):
 
 def measure_drains(args, label, ours_runner):
     """Ours with ``ours_runner`` and cron_jobrunner, 1 then 2 processes; returns our
-    jobs/s with 1 process."""
+    jobs/s with 1 process (median)."""
     rates = {}
     for processes in (1, 2):
-        ours = drain(args, args.ours, ours_runner, processes)
-        base = drain(args, args.baseline, BASELINE_RUNNER, processes)
-        rates[processes] = ours["jobs_per_s"]
+        ours, base = drain_pairs(
+            args,
+            (args.ours, ours_runner),
+            (args.baseline, BASELINE_RUNNER),
+            processes,
+        )
+        rates[processes] = median_of(ours)
         row(
             f"drain, {label}, {processes} process(es)",
-            ours["jobs_per_s"],
-            base["jobs_per_s"],
+            median_of(ours),
+            median_of(base),
             "jobs/s",
+        )
+        print(
+            f"  medians of {args.repeat} side by side; ranges: ours {spread(ours)}, "
+            f"cron_jobrunner {spread(base)}",
+            flush=True,
         )
         row(
             f"  SQL statements per job, {processes} process(es)",
-            ours["queries_per_job"],
-            base["queries_per_job"],
+            median_of(ours, "queries_per_job"),
+            median_of(base, "queries_per_job"),
             "q/job",
             better="lower",
         )
         print(
-            f"  runner calls: ours {ours['calls']}, cron_jobrunner {base['calls']}; "
-            f"runner crashes per 1000 jobs: ours {ours['crashes_per_1000']:.0f}, "
-            f"cron_jobrunner {base['crashes_per_1000']:.0f}; jobs run twice: ours "
-            f"{ours['ran_twice']}, cron_jobrunner {base['ran_twice']}; not done: ours "
-            f"{ours['not_done']}, cron_jobrunner {base['not_done']}",
+            f"  runner calls: ours {ours[-1]['calls']}, cron_jobrunner "
+            f"{base[-1]['calls']}; runner crashes per 1000 jobs: ours "
+            f"{median_of(ours, 'crashes_per_1000'):.0f}, cron_jobrunner "
+            f"{median_of(base, 'crashes_per_1000'):.0f}; jobs run twice: ours "
+            f"{sum(r['ran_twice'] for r in ours)}, cron_jobrunner "
+            f"{sum(r['ran_twice'] for r in base)}; not done: ours "
+            f"{sum(r['not_done'] for r in ours)}, cron_jobrunner "
+            f"{sum(r['not_done'] for r in base)}",
             flush=True,
         )
     print(f"  ours, 2 processes / 1 process: {rates[2] / rates[1]:.2f}x")
     return rates[1]
 
 
-def measure_backlog(args, default_rate):
-    """The default settings at the head of a queue of ``args.backlog`` more jobs."""
-    if default_rate is None:
-        default_rate = drain(args, args.ours, OURS_DEFAULT, 1)["jobs_per_s"]
-    result = drain(args, args.ours, OURS_DEFAULT, 1, backlog=args.backlog)
+def measure_backlog(args):
+    """The default settings at the head of a queue of ``args.backlog`` more jobs,
+    against the same without: a copy of the database gets the backlog, and the two
+    are measured side by side."""
+    name = f"{args.ours}_backlog"
+    backlog_db = Database(name, args.ours, args.addons_path, args.data_dir, None)
+    backlog_db.create([])
+    try:
+        result_of(odoo_shell(args, name, ENQUEUE.format(jobs=10)))
+        result_of(odoo_shell(args, name, BACKLOG.format(size=args.backlog)))
+        plain, backlog = drain_pairs(
+            args, (args.ours, OURS_DEFAULT), (name, OURS_DEFAULT), 1
+        )
+    finally:
+        backlog_db.drop()
     label = f"drain, defaults, {args.backlog} more pending"
     print(
-        f"{label:<44} ours {result['jobs_per_s']:>10.2f} jobs/s, "
-        f"{result['queries_per_job']:.2f} q/job; run twice {result['ran_twice']}, "
-        f"not done {result['not_done']}",
+        f"{label:<44} ours {median_of(backlog):>10.2f} jobs/s, "
+        f"{median_of(backlog, 'queries_per_job'):.2f} q/job (range "
+        f"{spread(backlog)}); run twice {sum(r['ran_twice'] for r in backlog)}, "
+        f"not done {sum(r['not_done'] for r in backlog)}",
         flush=True,
     )
     print(
-        f"  ours with {args.backlog} more pending / with {args.jobs} pending: "
-        f"{result['jobs_per_s'] / default_rate:.2f}x",
+        f"  ours with {args.backlog} more pending / with {args.jobs} pending (range "
+        f"{spread(plain)}, side by side): "
+        f"{median_of(backlog) / median_of(plain):.2f}x",
         flush=True,
     )
 
