@@ -20,6 +20,7 @@ SECTIONS = [
     ("API.rst", "External API"),
     ("DESIGN.rst", "How it works"),
     ("BENCHMARK.rst", "Benchmark"),
+    ("SCALING.rst", "Scaling"),
     ("STRESS.rst", "Stress and chaos suite"),
     ("DEVELOP.rst", "Development"),
     ("ROADMAP.rst", "Known issues / Roadmap"),
