@@ -206,6 +206,13 @@ class Stress:
         )
         return failed_reruns + sum(1 for count in effects.values() if count > 1)
 
+    def check_exactly_once(self, uuids, duplicates, lost, done, summary):
+        """The verdict every drain scenario ends with: no job ran twice, every one
+        done once, no effect of a job outside ``uuids``."""
+        check(duplicates == 0, f"jobs ran twice: {summary}")
+        check(lost == 0 and done == len(uuids), f"jobs not done once: {summary}")
+        check(self.stray_effects(uuids) == 0, f"stray effects: {summary}")
+
     def stray_effects(self, uuids):
         return self.db.scalar(
             "SELECT count(*) FROM dqj_stress_effect WHERE uuid != ALL(%s)",

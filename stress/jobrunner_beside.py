@@ -149,9 +149,7 @@ def jobrunner_beside(st):
         f"by runjob) / api {by_source['api']} ({api['calls']} calls) / cron "
         f"{by_source['cron']}; jobrunner server errors {len(errors)}, {elapsed:.1f} s"
     )
-    check(duplicates == 0, f"jobs ran twice: {summary}")
-    check(lost == 0 and states["done"] == n, f"jobs not done once: {summary}")
-    check(st.stray_effects(uuids) == 0, f"stray effects: {summary}")
+    st.check_exactly_once(uuids, duplicates, lost, states["done"], summary)
     check(asked > 0, f"queue_job's jobrunner enqueued nothing, no race: {summary}")
     check(
         asked == by_jobrunner + refused,

@@ -59,9 +59,8 @@ def exactly_once(st):
         f"({api['calls']} calls) / cron {by_source['cron']} / thread "
         f"{by_source['thread']}, {elapsed:.1f} s"
     )
-    check(duplicates == 0, f"jobs ran twice: {summary}")
-    check(states["done"] == n and not lost, f"jobs not done: {summary}")
-    check(len(effects) == n and st.stray_effects(uuids) == 0, f"effects: {summary}")
+    st.check_exactly_once(uuids, duplicates, lost, states["done"], summary)
+    check(len(effects) == n, f"effects: {summary}")
     for source, count in by_source.items():
         check(count > 0, f"the {source} runner took no job, not a race: {summary}")
     return summary

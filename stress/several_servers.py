@@ -249,9 +249,7 @@ def _verdict(st, uuids, since, calls, kill, elapsed):
         f"{_seconds(back_after)} ({left_then} jobs left then), ran {after_restart} "
         f"after its restart, its callers' calls cut {cut}; {elapsed:.1f} s"
     )
-    check(duplicates == 0, f"jobs ran twice: {summary}")
-    check(lost == 0 and states["done"] == n, f"jobs not done once: {summary}")
-    check(st.stray_effects(uuids) == 0, f"stray effects: {summary}")
+    st.check_exactly_once(uuids, duplicates, lost, states["done"], summary)
     check(not by_server, f"jobs stamped by no server under test: {by_server}")
     for label in SERVERS:
         check(ran[label] > 0, f"server {label} ran no job: {summary}")
