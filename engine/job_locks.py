@@ -421,9 +421,9 @@ def count_eligible(cr, limit=None):
     return bounded_count(cr, SQL("SELECT 1 FROM queue_job WHERE %s", ELIGIBLE), limit)
 
 
-def oldest_eligible_due(cr):
-    """When the longest-waiting job due now became due (its eta, or its creation
-    without one), UTC; None when no job is due.
+def oldest_eligible_age(cr):
+    """Seconds since the longest-waiting job due now became due (its eta, or its
+    creation without one); None when no job is due.
 
     Read at the head of each priority's queue (ACQUIRE_INDEX, one short index scan
     per priority in use): the oldest job of each priority by creation, whatever the
@@ -442,7 +442,8 @@ def oldest_eligible_due(cr):
                         ORDER BY next.priority LIMIT 1)
                 FROM priorities p WHERE p.priority IS NOT NULL
             )
-            SELECT min(head.due) FROM priorities p CROSS JOIN LATERAL (
+            SELECT EXTRACT(EPOCH FROM (now() AT TIME ZONE 'UTC') - min(head.due))
+            FROM priorities p CROSS JOIN LATERAL (
                 SELECT GREATEST(eta, date_created) AS due FROM queue_job
                 WHERE %s AND priority = p.priority
                 ORDER BY date_created, id LIMIT 1

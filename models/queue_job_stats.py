@@ -34,7 +34,7 @@ class QueueJob(models.Model):
         job_locks.EXACT_COUNT_LIMIT and PostgreSQL's estimate above, listed in
         ``estimated`` (see job_locks.bounded_count). ``oldest_pending_age`` is the
         number of seconds since the longest-waiting job due now became due (its eta,
-        or its creation when it has none; see job_locks.oldest_eligible_due),
+        or its creation when it has none; see job_locks.oldest_eligible_age),
         ``None`` when no job is waiting; ``last_run`` is the latest runner execution
         kept in ``queue.job.run`` (runs that found an empty queue are not kept).
         """
@@ -62,17 +62,13 @@ class QueueJob(models.Model):
         )
         if guessed:
             estimated.append("failed_last_hour")
-        oldest = job_locks.oldest_eligible_due(cr)
-        cr.execute("SELECT now() AT TIME ZONE 'UTC'")
-        now = cr.fetchone()[0]
+        oldest_age = job_locks.oldest_eligible_age(cr)
         return {
             "counts": counts,
             "pending_count": eligible,
             "running": len(job_locks.running_job_ids(cr)),
             "oldest_pending_age": (
-                None
-                if oldest is None
-                else max(0, round((now - oldest).total_seconds(), 1))
+                None if oldest_age is None else max(0, round(float(oldest_age), 1))
             ),
             "failed_last_hour": failed_recently,
             "estimated": estimated,
