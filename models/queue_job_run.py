@@ -1,6 +1,6 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from odoo import api, fields, models
 
@@ -60,11 +60,14 @@ class QueueJobRun(models.Model):
         a cron firing every minute on an idle queue would only add noise."""
         if not stats.processed and not stats.pending_count:
             return self.browse()
-        now = fields.Datetime.now()
+        # To the microsecond (fields.Datetime.now() drops them): the run's start is
+        # when it began, not up to a second before, which would misplace it among
+        # the runs and the jobs of the same second.
+        started = datetime.now() - timedelta(seconds=stats.time_elapsed)
         return self.create(
             {
                 "source": stats.source,
-                "date_start": now - timedelta(seconds=stats.time_elapsed),
+                "date_start": started,
                 "duration": round(stats.time_elapsed, 3),
                 "processed": stats.processed,
                 "done": stats.done,

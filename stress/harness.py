@@ -104,14 +104,23 @@ class Stress:
 
     def resume_runner_crons(self):
         """Runner crons active again, their next interval run a day away: from now on
-        only triggers (job creation, a runner leaving work) start them."""
-        with contextlib.closing(self.db.connect()) as conn, conn.cursor() as cr:
-            cr.execute("SET lock_timeout = '60s'")
-            cr.execute(
-                "UPDATE ir_cron SET active = true, "
-                "nextcall = now() AT TIME ZONE 'UTC' + interval '1 day' "
-                "WHERE dqj_queue_runner"
-            )
+        only triggers (job creation, a runner leaving work) start them.
+
+        Triggers left while they were paused go first, in the same transaction: a
+        request whose snapshot predates the pause still saw them active and may
+        have left one (a cut API call of an earlier scenario ends its run later)."""
+        with contextlib.closing(self.db.connect(autocommit=False)) as conn:
+            with conn, conn.cursor() as cr:
+                cr.execute("SET LOCAL lock_timeout = '60s'")
+                cr.execute(
+                    "DELETE FROM ir_cron_trigger WHERE cron_id IN "
+                    "(SELECT id FROM ir_cron WHERE dqj_queue_runner)"
+                )
+                cr.execute(
+                    "UPDATE ir_cron SET active = true, "
+                    "nextcall = now() AT TIME ZONE 'UTC' + interval '1 day' "
+                    "WHERE dqj_queue_runner"
+                )
 
     # ------------------------------------------------------------ API
     def process(self, timeout=180, **params):
@@ -227,6 +236,19 @@ class Stress:
             [since],
         )
         return {source: (processed, postponed) for source, processed, postponed in rows}
+
+    def run_log_since(self, since):
+        """The runs since ``since``, one ``source@start+duration:processed`` each: what
+        a failure message shows."""
+        rows = self.db.sql(
+            "SELECT source, date_start, duration, processed FROM queue_job_run "
+            "WHERE date_start >= %s ORDER BY date_start, id",
+            [since],
+        )
+        return ", ".join(
+            f"{source}@{start:%H:%M:%S.%f}+{duration}s:{processed}"
+            for source, start, duration, processed in rows
+        )
 
     def now(self):
         return self.db.scalar("SELECT now() AT TIME ZONE 'UTC'")

@@ -1,6 +1,6 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import polib
 from lxml import etree
@@ -304,6 +304,15 @@ class TestRunHistory(QueueJobCase):
         self.assertEqual(len(run), 1)
         self.assertEqual((run.processed, run.done, run.failed), (2, 2, 0))
         self.assertEqual(run.stopped_by, stats.stopped_by)
+
+    def test_a_run_starts_when_it_began_not_up_to_a_second_earlier(self):
+        self.enqueue(1)
+        before = datetime.now()
+        self.run_runner(source="api")
+        self.env.invalidate_all()  # the stored value, not the cached one
+        run = self.env["queue.job.run"].search([("source", "=", "api")])
+        self.assertLessEqual(before, run.date_start)
+        self.assertLessEqual(run.date_start, datetime.now())
 
     def test_gc_cron_removes_runs_older_than_the_retention(self):
         self.env["ir.config_parameter"].sudo().set_param(
