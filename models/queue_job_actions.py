@@ -162,6 +162,12 @@ class QueueJob(models.Model):
             stats = self.sudo()._job_runner(
                 max_seconds=self._dqj_request_budget(), commit=commit, source="button"
             )
+            # Not nested in the _() below: the terms' export would miss it.
+            pending = (
+                _("about %s", stats.pending_count)
+                if stats.pending_estimated
+                else stats.pending_count
+            )
             message = _(
                 "%(processed)s processed: %(done)s done, %(failed)s failed, "
                 "%(postponed)s postponed; %(pending)s still pending.",
@@ -169,11 +175,7 @@ class QueueJob(models.Model):
                 done=stats.done,
                 failed=stats.failed,
                 postponed=stats.postponed,
-                pending=(
-                    _("about %s", stats.pending_count)
-                    if stats.pending_estimated
-                    else stats.pending_count
-                ),
+                pending=pending,
             )
             skipped = 0
         if stats.failed and not stats.done:

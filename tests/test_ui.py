@@ -1,6 +1,7 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 
 from datetime import datetime, timedelta
+from unittest.mock import patch
 
 import polib
 from lxml import etree
@@ -10,6 +11,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import file_path, mute_logger
 
+from ..engine import job_locks
 from ..engine.settings import PARAM_API_KEY_HASH, PARAM_BATCH_SIZE
 from .common import JobsMixin, QueueJobCase
 
@@ -76,6 +78,19 @@ class TestJobListButtons(QueueJobCase):
         self.assertEqual(sorted(jobs.mapped("state")), ["done", "done", "pending"])
         self.assertIn("2 processed", params["message"])
         self.assertIn("1 still pending", params["message"])
+
+    def test_process_says_about_when_what_is_left_is_an_estimate(self):
+        self.env["ir.config_parameter"].sudo().set_param(PARAM_BATCH_SIZE, "1")
+        jobs = self.enqueue(5)
+        with patch.object(job_locks, "EXACT_COUNT_LIMIT", 2):
+            params = notification(self.queue_job.browse().action_dqj_process())
+        self.assertEqual(jobs.mapped("state").count("done"), 1)
+        self.assertRegex(params["message"], r"; about \d+ still pending\.$")
+        self.assertTrue(self.runs("button").pending_estimated)
+        # Exact again below the limit: no "about".
+        params = notification(self.queue_job.browse().action_dqj_process())
+        self.assertIn("; 3 still pending.", params["message"])
+        self.assertFalse(self.runs("button")[0].pending_estimated)
 
     def test_process_with_empty_queue_warns(self):
         params = notification(self.queue_job.browse().action_dqj_process())
@@ -283,6 +298,9 @@ class TestJobSearchAndTranslations(QueueJobCase):
         untranslated = [e.msgid for e in pot if not ro.get(e.msgid)]
         self.assertFalse(untranslated)
         self.assertEqual(ro["Process Background"], "Procesează în fundal")
+        # A term inside another _() call's arguments escapes the export: the
+        # notification's "about N" is its own call.
+        self.assertEqual(ro["about %s"], "aproximativ %s")
 
 
 @tagged("post_install", "-at_install")
