@@ -40,6 +40,16 @@ def _notification(title, message, kind="success", reload=False):
     }
 
 
+def _outcome_counts(stats):
+    """The counts every "processed" notification states, as its format arguments."""
+    return {
+        "processed": stats.processed,
+        "done": stats.done,
+        "failed": stats.failed,
+        "postponed": stats.postponed,
+    }
+
+
 def _run_in_background(dbname, commit, max_seconds):
     """Body of the background thread: a cursor and an environment of its own."""
     threading.current_thread().dbname = dbname
@@ -146,10 +156,7 @@ class QueueJob(models.Model):
                 "%(processed)s processed: %(done)s done, %(failed)s failed, "
                 "%(postponed)s postponed; %(skipped)s skipped (not pending, not due "
                 "yet, or being processed elsewhere).",
-                processed=stats.processed,
-                done=stats.done,
-                failed=stats.failed,
-                postponed=stats.postponed,
+                **_outcome_counts(stats),
                 skipped=stats.skipped,
             )
             if stats.left:
@@ -171,10 +178,7 @@ class QueueJob(models.Model):
             message = _(
                 "%(processed)s processed: %(done)s done, %(failed)s failed, "
                 "%(postponed)s postponed; %(pending)s still pending.",
-                processed=stats.processed,
-                done=stats.done,
-                failed=stats.failed,
-                postponed=stats.postponed,
+                **_outcome_counts(stats),
                 pending=pending,
             )
             skipped = 0

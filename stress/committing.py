@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from odoo_server import RUNNING_LOCK_NS, check, wait_for
+from odoo_server import RUNNING_LOCK_NS, check
 
 # A job's runs are recorded here, one row per run (the effect table of the other
 # scenarios keys rows by job: a committing job that ran twice could not say so).
@@ -131,10 +131,8 @@ def committing_jobs(st):
             )
             # A dead worker's committing job is requeued by the next run that looks
             # (each process looks at most once a minute), then runs again.
-            wait_for(
-                lambda: st.all_final(everything),
-                _size(st, 240, 480),
-                "every committing job to end",
+            st.wait_final(
+                everything, _size(st, 240, 480), "every committing job to end"
             )
     finally:
         st.db.shell(RESET_FUNCTION)

@@ -109,18 +109,18 @@ class Stress:
         Triggers left while they were paused go first, in the same transaction: a
         request whose snapshot predates the pause still saw them active and may
         have left one (a cut API call of an earlier scenario ends its run later)."""
-        with contextlib.closing(self.db.connect(autocommit=False)) as conn:
-            with conn, conn.cursor() as cr:
-                cr.execute("SET LOCAL lock_timeout = '60s'")
-                cr.execute(
-                    "DELETE FROM ir_cron_trigger WHERE cron_id IN "
-                    "(SELECT id FROM ir_cron WHERE dqj_queue_runner)"
-                )
-                cr.execute(
-                    "UPDATE ir_cron SET active = true, "
-                    "nextcall = now() AT TIME ZONE 'UTC' + interval '1 day' "
-                    "WHERE dqj_queue_runner"
-                )
+        connection = contextlib.closing(self.db.connect(autocommit=False))
+        with connection as conn, conn, conn.cursor() as cr:  # one transaction
+            cr.execute("SET LOCAL lock_timeout = '60s'")
+            cr.execute(
+                "DELETE FROM ir_cron_trigger WHERE cron_id IN "
+                "(SELECT id FROM ir_cron WHERE dqj_queue_runner)"
+            )
+            cr.execute(
+                "UPDATE ir_cron SET active = true, "
+                "nextcall = now() AT TIME ZONE 'UTC' + interval '1 day' "
+                "WHERE dqj_queue_runner"
+            )
 
     # ------------------------------------------------------------ API
     def process(self, timeout=180, **params):
@@ -195,6 +195,10 @@ class Stress:
     def all_final(self, uuids):
         states = self.states(uuids)
         return sum(states[s] for s in FINAL_STATES) == len(uuids)
+
+    def wait_final(self, uuids, timeout, what="every job to end", interval=0.1):
+        """Wait (bounded) until every job of ``uuids`` is done or failed."""
+        wait_for(lambda: self.all_final(uuids), timeout, what, interval=interval)
 
     def effects(self, uuids):
         """uuid -> number of effect rows (0 or 1: the key is the primary key)."""

@@ -121,12 +121,7 @@ def jobrunner_beside(st):
                 )
             )
             check(len(uuids) == n, f"{len(uuids)} jobs enqueued, not {n}")
-            wait_for(
-                lambda: st.all_final(uuids),
-                _size(st, 240, 900),
-                "every job to end",
-                interval=0.5,
-            )
+            st.wait_final(uuids, _size(st, 240, 900), interval=0.5)
         elapsed = time.monotonic() - start
         # Each enqueue of the jobrunner ends in a runjob call that runs the job or
         # refuses it; the last ones may still be on their way.

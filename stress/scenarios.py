@@ -44,7 +44,7 @@ def exactly_once(st):
         batch_size=100,
         max_seconds=5,
     )
-    wait_for(lambda: st.all_final(uuids), 120, "the runs in flight to finish")
+    st.wait_final(uuids, 120, "the runs in flight to finish")
     elapsed = _elapsed(start)
     states = st.states(uuids)
     effects = st.effects(uuids)
@@ -137,11 +137,7 @@ def crash_mid_job(st):
         killed, kinds = _kill_workers_mid_job(
             st, wanted, time.monotonic() + _size(st, 120, 400)
         )
-        wait_for(
-            lambda: st.all_final(uuids),
-            _size(st, 180, 400),
-            "the killed jobs to be run again",
-        )
+        st.wait_final(uuids, _size(st, 180, 400), "the killed jobs to be run again")
     elapsed = _elapsed(start)
     check(st.server.proc.poll() is None, "the server died")
     states = st.states(uuids)
@@ -310,8 +306,8 @@ def budget_holds(st):
         result, wall = st.process(batch_size=1000, max_seconds=budget)
         calls.append((budget, wall, result))
     api_done = sum(result["processed"] for _b, _w, result in calls)
-    wait_for(
-        lambda: st.all_final(uuids),
+    st.wait_final(
+        uuids,
         _size(st, 120, 240),
         "the runner crons to finish the queue without API calls",
     )

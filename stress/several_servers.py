@@ -155,12 +155,7 @@ def several_servers(st):
                 interval=0.1,
             )
             kill = _kill_and_restart(st, uuids, victim)
-            wait_for(
-                lambda: st.all_final(uuids),
-                _size(st, 240, 900),
-                "every job to end",
-                interval=0.5,
-            )
+            st.wait_final(uuids, _size(st, 240, 900), interval=0.5)
             elapsed = time.monotonic() - start
         for label, server in servers.items():
             check(server.proc.poll() is None, f"server {label} died")
