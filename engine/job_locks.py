@@ -421,6 +421,23 @@ def count_eligible(cr, limit=None):
     return bounded_count(cr, SQL("SELECT 1 FROM queue_job WHERE %s", ELIGIBLE), limit)
 
 
+def waiting_for_eta(cr, job_ids=None):
+    """``(count, next_eta)`` of the pending jobs not due yet (their eta is still to
+    come), among ``job_ids`` when given; ``next_eta`` is the earliest eta (UTC, naive),
+    None when none waits. Read through ACQUIRE_INDEX's pending rows: cheap whatever
+    the size of the done history."""
+    conditions = [SQL("state = 'pending' AND eta > (now() AT TIME ZONE 'UTC')")]
+    if job_ids is not None:
+        conditions.append(SQL("id = ANY(%s)", list(job_ids)))
+    cr.execute(
+        SQL(
+            "SELECT count(*), min(eta) FROM queue_job WHERE %s",
+            SQL(" AND ").join(conditions),
+        )
+    )
+    return cr.fetchone()
+
+
 def oldest_eligible_age(cr):
     """Seconds since the longest-waiting job due now became due (its eta, or its
     creation without one); None when no job is due.

@@ -14,7 +14,9 @@ from odoo.exceptions import AccessError
 from odoo.modules import module as odoo_module
 from odoo.modules.registry import Registry
 from odoo.tools import config
+from odoo.tools.misc import format_datetime
 
+from ..engine import job_locks
 from ..engine.settings import http_run_budget, read_settings
 
 _logger = logging.getLogger(__name__)
@@ -99,6 +101,22 @@ class QueueJob(models.Model):
         )
 
     @api.model
+    def _dqj_waiting_sentence(self, job_ids=None):
+        """The notification's sentence on the pending jobs that wait for their eta
+        (among ``job_ids`` when given): how many, and when the next one is due; empty
+        when none waits. A run leaves them alone, and "0 still pending" alone, beside
+        a list of Pending jobs, would puzzle."""
+        self.flush_model(["state", "eta"])
+        count, next_eta = job_locks.waiting_for_eta(self.env.cr, job_ids)
+        if not count:
+            return ""
+        return " " + _(
+            "%(count)s wait for their eta; the next one is due at %(when)s.",
+            count=count,
+            when=format_datetime(self.env, next_eta),
+        )
+
+    @api.model
     def _dqj_request_budget(self):
         """The time budget of a run inside an HTTP request (see http_run_budget)."""
         return http_run_budget(read_settings(self.env), {})[1]
@@ -164,6 +182,8 @@ class QueueJob(models.Model):
                     "%(left)s not started: the time budget was used up.",
                     left=stats.left,
                 )
+            if stats.skipped:
+                message += self._dqj_waiting_sentence(self.ids)
             skipped = stats.skipped + stats.left
         else:
             stats = self.sudo()._job_runner(
@@ -181,6 +201,7 @@ class QueueJob(models.Model):
                 **_outcome_counts(stats),
                 pending=pending,
             )
+            message += self._dqj_waiting_sentence()
             skipped = 0
         if stats.failed and not stats.done:
             kind = "danger"

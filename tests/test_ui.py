@@ -10,6 +10,7 @@ from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import file_path, mute_logger
+from odoo.tools.misc import format_datetime
 
 from ..engine import job_locks
 from ..engine.settings import PARAM_API_KEY_HASH, PARAM_BATCH_SIZE
@@ -78,6 +79,31 @@ class TestJobListButtons(QueueJobCase):
         self.assertEqual(sorted(jobs.mapped("state")), ["done", "done", "pending"])
         self.assertIn("2 processed", params["message"])
         self.assertIn("1 still pending", params["message"])
+
+    def test_process_says_how_many_wait_for_their_eta_and_when(self):
+        jobs = self.enqueue(3, eta=timedelta(hours=1))
+        later = self.enqueue(1, eta=timedelta(hours=2))
+        params = notification(self.queue_job.browse().action_dqj_process())
+        self.assertEqual(set((jobs | later).mapped("state")), {"pending"})
+        when = format_datetime(self.env, min(jobs.mapped("eta")))
+        self.assertTrue(
+            params["message"].endswith(
+                f"0 still pending. 4 wait for their eta; the next one is due at {when}."
+            ),
+            params["message"],
+        )
+        # The selection: only the selected jobs are counted.
+        params = notification(later.action_dqj_process())
+        self.assertIn("1 skipped", params["message"])
+        when = format_datetime(self.env, later.eta)
+        self.assertIn(
+            f"1 wait for their eta; the next one is due at {when}.", params["message"]
+        )
+
+    def test_process_says_nothing_of_etas_when_no_job_waits(self):
+        self.enqueue(1)
+        params = notification(self.queue_job.browse().action_dqj_process())
+        self.assertNotIn("eta", params["message"])
 
     def test_process_says_about_when_what_is_left_is_an_estimate(self):
         self.env["ir.config_parameter"].sudo().set_param(PARAM_BATCH_SIZE, "1")
