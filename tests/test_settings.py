@@ -208,7 +208,7 @@ class TestQueueJobSettings(TransactionCase):
         self.assertEqual(action["target"], "new")
         self.assertFalse(action.get("res_id"), "the dialog must not be a saved record")
         stored = self.params.get_param(PARAM_API_KEY_HASH)
-        self.assertTrue(stored.startswith("pbkdf2_sha256$"))
+        self.assertTrue(stored.startswith("hmac_sha256$"))
         self.assertNotIn(key, stored)
         self.assertTrue(verify_api_key(self.env, key))
         # nowhere in the parameters, nor in the wizard table
