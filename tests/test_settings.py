@@ -148,12 +148,12 @@ class TestQueueJobSettings(TransactionCase):
         configuration file, as queue_job reads them."""
         section = "root:2\n  root.seq:1:sequential\n  root.hold:1:paused,"
         with queue_job_configured(section=section):
-            runner = read_settings(self.env)
-            self.assertEqual(runner.channels_origin, "[queue_job] channels")
             rules = self.env["queue.job"]._dqj_channel_rules()
             self.assertEqual(rules.capacities.get("root"), 2)
             self.assertIn("root.seq", rules.sequential)
             self.assertIn("root.hold", rules.paused)
+            runner = read_settings(self.env)
+            self.assertEqual(runner.channels_origin, "[queue_job] channels")
         # root:0 only stops queue_job's own jobrunner: it is not taken over.
         with queue_job_configured(env="root:0,root.seq:1:sequential", section=section):
             runner = read_settings(self.env)
