@@ -150,14 +150,16 @@ def _parse_channel_item(item):
         capacity = int(cap)
     flags = set()
     for option in parts[2:]:
-        key, has_value, _value = (text.strip() for text in option.partition("="))
+        key, has_value, _value = (part.strip() for part in option.partition("="))
         if not key:
             continue
         if key in CHANNEL_FLAGS and not has_value:
             flags.add(key)
-        elif key in IGNORED_CHANNEL_OPTIONS:
-            continue
-        else:
+        elif key in CHANNEL_FLAGS:
+            raise SettingsError(
+                "channels", f"option {option!r} in {item!r}: {key} takes no value"
+            )
+        elif key not in IGNORED_CHANNEL_OPTIONS:
             raise SettingsError(
                 "channels",
                 f"unknown option {option!r} in {item!r} "
@@ -253,15 +255,24 @@ def queue_job_channels():
 
 
 def channels_from_queue_job(text):
-    """queue_job's channels text as this addon's: the same entries, comma-separated,
-    without a root capacity of 0 (queue_job's switch that stops its own jobrunner,
-    which README's Installation recommends when switching to this addon: it does not
-    mean "run nothing" here)."""
-    return ",".join(
-        item
-        for item in _channel_items(text)
-        if [part.strip() for part in item.split(":")][:2] != ["root", "0"]
-    )
+    """queue_job's channels text as this addon's, with the same effect.
+
+    The entries are comma-separated; a capacity of 0 is what queue_job makes of it.
+    On ``root``, it is queue_job's switch that stops its own jobrunner (which README's
+    Installation recommends when switching to this addon), not "run nothing": the
+    entry is left out. On another channel, queue_job reads it as no limit of its own:
+    the entry is left out too, unless it pauses the channel (kept, with a capacity of
+    1 that a paused channel never uses).
+    """
+    entries = []
+    for item in _channel_items(text):
+        parts = [part.strip() for part in item.split(":")]
+        if len(parts) > 1 and parts[1] == "0":
+            if parts[0] == "root" or "paused" not in parts[2:]:
+                continue
+            item = ":".join([parts[0], "1", *parts[2:]])
+        entries.append(item)
+    return ",".join(entries)
 
 
 def limit_cap(limit):

@@ -154,17 +154,19 @@ class TestQueueJobSettings(TransactionCase):
             self.assertIn("root.hold", rules.paused)
             runner = read_settings(self.env)
             self.assertEqual(runner.channels_origin, "[queue_job] channels")
-        # root:0 only stops queue_job's own jobrunner: it is not taken over.
-        with queue_job_configured(env="root:0,root.seq:1:sequential", section=section):
+        # root:0 only stops queue_job's own jobrunner: it is not taken over; on
+        # another channel, 0 is no limit of its own for queue_job.
+        env = "root:0,root.seq:1:sequential,root.free:0,root.held:0:paused"
+        with queue_job_configured(env=env, section=section):
             runner = read_settings(self.env)
             self.assertEqual(runner.channels_origin, QUEUE_JOB_CHANNELS_ENV)
-            self.assertEqual(runner.channels, "root.seq:1:sequential")
-            self.assertEqual(runner.channel_rules.sequential, {"root.seq"})
+            rules = runner.channel_rules
+            self.assertEqual(rules.capacities, {"root.seq": 1, "root.held": 1})
+            self.assertEqual(rules.sequential, {"root.seq"})
+            self.assertEqual(rules.paused, {"root.held"})
             # The settings page says what applies.
             form = self.settings()
-            self.assertEqual(
-                form.dqj_queue_job_channels, "root:0,root.seq:1:sequential"
-            )
+            self.assertEqual(form.dqj_queue_job_channels, env)
             self.assertEqual(form.dqj_queue_job_channels_origin, QUEUE_JOB_CHANNELS_ENV)
             # The addon's own setting wins.
             self.settings(dqj_channels="root:5").execute()
