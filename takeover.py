@@ -69,7 +69,8 @@ def carry_over_settings(env):
     """The original's API key, batch size and max seconds into this addon's settings.
 
     The key is stored as this addon's salted hash (the caller's scheduler keeps
-    working with the same key); its plain text is deleted, and so are the other two
+    working with the same key), stretched with PBKDF2 as it was chosen by hand (see
+    engine/api_key.py); its plain text is deleted, and so are the other two
     parameters once copied. The placeholder key of the original's 18.0 data is dropped,
     which leaves no key: the API refuses every call until one is generated. Values the
     port already has are kept; a value out of the port's bounds is not copied.
@@ -93,7 +94,7 @@ def carry_over_settings(env):
             MODULE,
         )
     elif key and not params.get_param(PARAM_API_KEY_HASH):
-        params.set_param(PARAM_API_KEY_HASH, hash_api_key(key))
+        params.set_param(PARAM_API_KEY_HASH, hash_api_key(key, stretched=True))
         carried.append("api_key")
     for name, (original, _xmlid, ours) in ORIGINAL_INT_PARAMS.items():
         raw = found.get(original)

@@ -47,6 +47,15 @@ TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 EMPTY_QUEUE_MESSAGE = "No pending jobs in queue"
 # The original's statistics block: jobs by state, and all jobs.
 ORIGINAL_STATS_STATES = ("pending", "started", "done", "failed")
+# The one answer (401) to every request that is not authenticated, whatever the reason:
+# no key, a wrong one, a database that is not served or has no key configured. A
+# stranger learns neither which databases exist nor how they are configured; the
+# reason goes to the server log.
+UNAUTHENTICATED_MESSAGE = (
+    "not authenticated: send this database's API key in params.api_key, an "
+    "'Authorization: Bearer' header or an 'X-Api-Key' header (and the database in "
+    "params.db when the server serves several); the server log says why"
+)
 
 
 class ApiError(Exception):
@@ -141,7 +150,7 @@ class QueueApiController(http.Controller):
             if blocked:
                 raise ApiError(
                     429,
-                    "too many invalid API keys from this address: "
+                    "too many failed authentications from this address: "
                     f"try again in {blocked} seconds",
                     {"Retry-After": str(blocked)},
                 )
@@ -239,27 +248,30 @@ class QueueApiController(http.Controller):
 
     def _resolve_db(self, params):
         """The database named by ``params.db``, or the only one this server serves
-        to this host (``--db-filter``, else ``--database``, else all)."""
+        to this host (``--db-filter``, else ``--database``, else all).
+
+        The list is read as Odoo reads it to pick a request's database (whatever
+        ``list_db`` says); it never reaches the caller: a database that is not served
+        is refused as any unauthenticated request is (:meth:`_refused`).
+        """
         host = request.httprequest.environ.get("HTTP_HOST", "")
         served = http.db_list(force=True, host=host)
         wanted = params.get("db")
         if wanted is not None:
             if not isinstance(wanted, str) or wanted not in served:
-                raise ApiError(
-                    400, "unknown database: db names none this server serves"
+                raise self._refused(
+                    f"params.db {str(wanted)[:64]!r} names no database this server "
+                    "serves to this host"
                 )
             return wanted
         if len(served) == 1:
             return served[0]
         if not served:
-            raise ApiError(400, "no database is served to this host")
-        raise ApiError(
-            400, 'several databases are served to this host: name one in params "db"'
-        )
+            raise self._refused("no database is served to this host")
+        raise self._refused("several databases are served to this host, no params.db")
 
     def _authenticate(self, env, params):
         """Refuse (401) unless the caller sent this database's API key."""
-        address = request.httprequest.remote_addr
         candidate = self._candidate_key(params)
         if not api_key_configured(env):
             # An unset key never means "open".
@@ -267,33 +279,50 @@ class QueueApiController(http.Controller):
                 "no API key is configured in this database: generate one in "
                 "Queue Job > Settings"
             )
-            counts = False
         elif candidate is None or candidate == "":
             reason = (
                 "missing API key: send params.api_key, an 'Authorization: Bearer' "
                 "header or an 'X-Api-Key' header"
             )
-            counts = False
         elif not isinstance(candidate, str):
             reason = "invalid API key: api_key must be a string"
-            counts = True
         elif not verify_api_key(env, candidate):
             reason = "invalid API key"
-            counts = True
         else:
-            failed_keys.succeeded(address)
+            failed_keys.succeeded(request.httprequest.remote_addr)
             return
-        now_blocked = counts and failed_keys.failed(address)
+        raise self._refused(reason, env.cr.dbname)
+
+    def _refused(self, reason, dbname=None):
+        """Count the refusal against the caller's address, log why; the 401 to
+        raise.
+
+        Every refusal counts, with or without a key: probing for databases costs the
+        same as guessing keys. The answer is the same whatever the reason; the reason
+        is logged at INFO (a scheduler with a stale key, a scanner: common, and each
+        request is one line), the address's blocking once at WARNING.
+        """
+        address = request.httprequest.remote_addr
+        now_blocked = failed_keys.failed(address)
         # Never the key itself: a log is read by more people than the settings.
-        _logger.warning(
-            "queue API: refused %s from %s on database %s: %s%s",
+        _logger.info(
+            "queue API: refused %s from %s on database %s: %s",
             request.httprequest.path,
             address,
-            env.cr.dbname,
+            dbname or "(none)",
             reason,
-            f" (address blocked for {failed_keys.block}s)" if now_blocked else "",
         )
-        raise ApiError(401, reason)
+        if now_blocked:
+            _logger.warning(
+                "queue API: address %s blocked for %ss after %s refused "
+                "authentications within %ss (behind a reverse proxy, run Odoo with "
+                "proxy_mode, or this is the proxy's address)",
+                address,
+                failed_keys.block,
+                failed_keys.limit,
+                failed_keys.window,
+            )
+        return ApiError(401, UNAUTHENTICATED_MESSAGE)
 
     @staticmethod
     def _candidate_key(params):

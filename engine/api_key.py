@@ -3,6 +3,18 @@
 
 A dump of the database or a read of ``ir.config_parameter`` gives no working key.
 Generating a new key replaces the stored hash, which revokes the old key at once.
+
+Two stored formats, told apart by their first field:
+
+* ``hmac_sha256$<salt>$<digest>``: the keys this addon generates, 256 random bits
+  (``secrets.token_urlsafe(32)``). Nobody guesses or inverts such a key, whatever the
+  hash, so one HMAC-SHA256 is enough: a stretched hash would only give anonymous
+  callers the server's CPU to burn (60,000 PBKDF2 rounds: tens of milliseconds per
+  call, against microseconds).
+* ``pbkdf2_sha256$<iterations>$<salt>$<digest>``: keys stored before, and keys of
+  unknown strength (the original module's, chosen by hand, carried over by
+  takeover.py), which a dump must not let anyone brute-force. Verified with PBKDF2
+  until the key is replaced.
 """
 
 import hashlib
@@ -11,21 +23,30 @@ import secrets
 
 from .settings import PARAM_API_KEY_HASH
 
-SCHEME = "pbkdf2_sha256"
+SCHEME = "hmac_sha256"
+STRETCHED_SCHEME = "pbkdf2_sha256"
 ITERATIONS = 60_000
 # Keys longer than this are refused before hashing: a hostile caller must not make the
 # server hash megabytes.
 MAX_KEY_LENGTH = 256
 
 
-def _hash(key, salt, iterations=ITERATIONS):
+def _pbkdf2(key, salt, iterations=ITERATIONS):
     digest = hashlib.pbkdf2_hmac("sha256", key.encode(), salt.encode(), iterations)
     return digest.hex()
 
 
-def hash_api_key(key):
+def _hmac(key, salt):
+    return hmac.new(salt.encode(), key.encode(), hashlib.sha256).hexdigest()
+
+
+def hash_api_key(key, stretched=False):
+    """The stored form of ``key``: HMAC-SHA256 for a generated key, PBKDF2
+    (``stretched``) for a key of unknown strength."""
     salt = secrets.token_hex(16)
-    return f"{SCHEME}${ITERATIONS}${salt}${_hash(key, salt)}"
+    if stretched:
+        return f"{STRETCHED_SCHEME}${ITERATIONS}${salt}${_pbkdf2(key, salt)}"
+    return f"{SCHEME}${salt}${_hmac(key, salt)}"
 
 
 def generate_api_key(env):
@@ -75,11 +96,16 @@ def verify_api_key(env, candidate):
         return False
     if len(candidate) > MAX_KEY_LENGTH:
         return False
+    scheme, _sep, rest = stored.partition("$")
     try:
-        scheme, iterations, salt, expected = stored.split("$")
-        iterations = int(iterations)
+        if scheme == SCHEME:
+            salt, expected = rest.split("$")
+            actual = _hmac(candidate, salt)
+        elif scheme == STRETCHED_SCHEME:
+            iterations, salt, expected = rest.split("$")
+            actual = _pbkdf2(candidate, salt, int(iterations))
+        else:
+            return False
     except ValueError:
         return False
-    if scheme != SCHEME:
-        return False
-    return hmac.compare_digest(_hash(candidate, salt, iterations), expected)
+    return hmac.compare_digest(actual, expected)

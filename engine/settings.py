@@ -6,6 +6,8 @@ values they got from :func:`read_settings` (or explicit ones, checked by the sam
 bounds) to the runner and never read parameters themselves.
 """
 
+import logging
+import os
 from dataclasses import dataclass, field
 
 import odoo
@@ -34,6 +36,8 @@ BOUNDS = {
 # bookkeeping, so that the worker finishes before the platform kills it.
 LIMIT_MARGIN_MIN = 5
 LIMIT_MARGIN_RATIO = 0.2
+
+_logger = logging.getLogger(__name__)
 
 
 class SettingsError(ValueError):
@@ -109,25 +113,103 @@ def anchor_channel(name):
     return name if name == "root" or name.startswith("root.") else "root." + name
 
 
+# queue_job's channel options this runner applies; the others queue_job knows are
+# accepted and ignored (this runner neither throttles nor gives sub-channels defaults).
+CHANNEL_FLAGS = ("paused", "sequential")
+IGNORED_CHANNEL_OPTIONS = ("throttle", "capacity_default", "sequential_default")
+CHANNEL_EXAMPLE = "root:4,root.mail:1:sequential"
+
+
+def _channel_items(text):
+    """The entries of a channels text: separated by commas or, as queue_job also
+    reads them from its configuration file, by line breaks; blank ones dropped."""
+    for raw in (text or "").replace("\n", ",").split(","):
+        item = raw.strip()
+        if item:
+            yield item
+
+
+def _parse_channel_item(item):
+    """``name[:capacity[:option[=value]]...]`` -> (name, capacity, flags).
+
+    Raises :class:`SettingsError` naming the part of ``item`` that does not parse.
+    """
+    parts = [part.strip() for part in item.split(":")]
+    if not parts[0]:
+        raise SettingsError("channels", f"missing channel name in {item!r}")
+    name = anchor_channel(parts[0])
+    capacity = 1
+    if len(parts) > 1 and parts[1]:
+        cap = parts[1]
+        if not (cap.isascii() and cap.isdigit()) or int(cap) < 1:
+            raise SettingsError(
+                "channels",
+                f"invalid capacity {cap!r} for channel {name!r} "
+                "(a positive integer is expected)",
+            )
+        capacity = int(cap)
+    flags = set()
+    for option in parts[2:]:
+        key, has_value, _value = (part.strip() for part in option.partition("="))
+        if not key:
+            continue
+        if key in CHANNEL_FLAGS and not has_value:
+            flags.add(key)
+        elif key in CHANNEL_FLAGS:
+            raise SettingsError(
+                "channels", f"option {option!r} in {item!r}: {key} takes no value"
+            )
+        elif key not in IGNORED_CHANNEL_OPTIONS:
+            raise SettingsError(
+                "channels",
+                f"unknown option {option!r} in {item!r} "
+                f"(options: {', '.join(CHANNEL_FLAGS)})",
+            )
+    return name, capacity, flags
+
+
+def read_channel_text(text):
+    """Parse what parses of a channels text: ``(kept, errors)``.
+
+    ``kept`` is the text of the entries that parse, ``errors`` one message per entry
+    that does not. For texts read at run time (a parameter edited by hand, queue_job's
+    configuration): the good entries keep applying, the caller reports the bad ones.
+    """
+    kept, errors = [], []
+    for item in _channel_items(text):
+        try:
+            _parse_channel_item(item)
+        except SettingsError as err:
+            errors.append(str(err))
+        else:
+            kept.append(item)
+    return ",".join(kept), errors
+
+
 def parse_channel_rules(text):
     """Parse queue_job's ``channels`` syntax into :class:`ChannelRules`.
 
     ``"root:4,root.mail:1:sequential,root.sync:1:paused"``; a channel without a
-    capacity gets 1, like queue_job's own runner. Other options
-    (``root.x:2:throttle=1``) are ignored: this runner does not throttle.
+    capacity gets 1, like queue_job's own runner, and a sequential one 1 at most.
+    queue_job's other options (``throttle``, ``capacity_default``,
+    ``sequential_default``) are ignored; anything else that does not parse raises a
+    :class:`SettingsError` naming it.
     """
-    capacities = parse_channels(text)
-    paused, sequential = set(), set()
-    for raw in (text or "").split(","):
-        parts = [part.strip() for part in raw.split(":")]
-        if len(parts) < 3 or not parts[0]:
+    capacities, paused, sequential = {}, set(), set()
+    errors = []
+    for item in _channel_items(text):
+        try:
+            name, capacity, flags = _parse_channel_item(item)
+        except SettingsError as err:
+            errors.append(str(err))
             continue
-        name = anchor_channel(parts[0])
-        options = set(parts[2:])
-        if "paused" in options:
+        capacities[name] = capacity
+        if "paused" in flags:
             paused.add(name)
-        if "sequential" in options:
+        if "sequential" in flags:
             sequential.add(name)
+    if errors:
+        raise SettingsError("channels", "; ".join(errors))
     return ChannelRules({}, frozenset(paused), frozenset(sequential)).merged(
         ChannelRules(capacities)
     )
@@ -139,30 +221,58 @@ def parse_channels(text):
     ``"root:4,root.mail:1"`` gives ``{"root": 4, "root.mail": 1}``; a channel without
     a capacity (``"root.x"``) gets 1, like queue_job's own runner. Channel names that do
     not start at ``root`` are anchored there. Options after the capacity
-    (``root.x:2:sequential``) are read by :func:`parse_channel_rules`.
+    (``root.x:2:sequential``) are read by :func:`parse_channel_rules`, which this
+    checks the whole text with.
     """
-    capacities = {}
-    for raw in (text or "").split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        parts = item.split(":")
-        name = parts[0].strip()
-        if not name:
-            raise SettingsError("channels", f"invalid channel specification {item!r}")
-        name = anchor_channel(name)
-        capacity = 1
-        if len(parts) > 1 and parts[1].strip():
-            cap = parts[1].strip()
-            if not cap.isdigit() or int(cap) < 1:
-                raise SettingsError(
-                    "channels",
-                    f"invalid capacity {cap!r} for channel {name!r} "
-                    "(a positive integer is expected)",
-                )
-            capacity = int(cap)
-        capacities[name] = capacity
-    return capacities
+    parse_channel_rules(text)
+    return {
+        name: capacity
+        for name, capacity, _flags in map(_parse_channel_item, _channel_items(text))
+    }
+
+
+# Where queue_job's jobrunner reads its channels, in its order.
+QUEUE_JOB_CHANNELS_ENV = "ODOO_QUEUE_JOB_CHANNELS"
+QUEUE_JOB_CHANNELS_OPTION = "[queue_job] channels"
+
+
+def queue_job_channels():
+    """queue_job's jobrunner channels as it reads them: ``(text, origin)``.
+
+    ``ODOO_QUEUE_JOB_CHANNELS``, else ``channels`` in the ``[queue_job]`` section of
+    the configuration file (queue_job's ``_channels()``; read here from
+    ``odoo.tools.config`` at each call, not from queue_job's import-time copy of the
+    section). ``("", None)`` when neither is set.
+    """
+    text = os.environ.get(QUEUE_JOB_CHANNELS_ENV)
+    if text and text.strip():
+        return text, QUEUE_JOB_CHANNELS_ENV
+    section = config.misc.get("queue_job") or {}
+    text = section.get("channels")
+    if text and text.strip():
+        return text, QUEUE_JOB_CHANNELS_OPTION
+    return "", None
+
+
+def channels_from_queue_job(text):
+    """queue_job's channels text as this addon's, with the same effect.
+
+    The entries are comma-separated; a capacity of 0 is what queue_job makes of it.
+    On ``root``, it is queue_job's switch that stops its own jobrunner (which README's
+    Installation recommends when switching to this addon), not "run nothing": the
+    entry is left out. On another channel, queue_job reads it as no limit of its own:
+    the entry is left out too, unless it pauses the channel (kept, with a capacity of
+    1 that a paused channel never uses).
+    """
+    entries = []
+    for item in _channel_items(text):
+        parts = [part.strip() for part in item.split(":")]
+        if len(parts) > 1 and parts[1] == "0":
+            if parts[0] == "root" or "paused" not in parts[2:]:
+                continue
+            item = ":".join([parts[0], "1", *parts[2:]])
+        entries.append(item)
+    return ",".join(entries)
 
 
 def limit_cap(limit):
@@ -243,6 +353,9 @@ class RunnerSettings:
     # Commit each job without waiting for its WAL flush (synchronous_commit = off):
     # off by default, see the README's "How it works".
     async_commit: bool = False
+    # Where ``channels`` comes from: PARAM_CHANNELS, queue_job's configuration
+    # (QUEUE_JOB_CHANNELS_ENV or QUEUE_JOB_CHANNELS_OPTION), or None.
+    channels_origin: str | None = None
 
     @property
     def channel_capacities(self):
@@ -267,14 +380,50 @@ def _read_int(params, key, name):
         return default
 
 
+# Channel texts whose bad entries this process has reported: once each, not at every
+# read (a runner reads the settings at each batch).
+_REPORTED_CHANNELS = set()
+_REPORTED_CHANNELS_MAX = 64
+
+
+def _usable_channels(text, origin):
+    """The entries of ``text`` that parse; the others are logged at ERROR (once per
+    process and text) and left out: a hand-edited parameter or queue_job's
+    configuration must not stop the queue, nor lose the rules that do parse."""
+    kept, errors = read_channel_text(text)
+    if errors and (origin, text) not in _REPORTED_CHANNELS:
+        if len(_REPORTED_CHANNELS) >= _REPORTED_CHANNELS_MAX:
+            _REPORTED_CHANNELS.clear()
+        _REPORTED_CHANNELS.add((origin, text))
+        _logger.error(
+            "channels of %s ignored: %s; the runners apply %s",
+            origin,
+            "; ".join(errors),
+            repr(kept) if kept else "no channel rule",
+        )
+    return kept
+
+
+def read_channels(params):
+    """The runners' channels text and where it comes from: ``(text, origin)``.
+
+    The addon's own setting when it has one; else queue_job's jobrunner channels
+    (:func:`queue_job_channels`), so that switching from queue_job's jobrunner keeps
+    its capacities, sequences and pauses; else none (``("", None)``).
+    """
+    own = params.get_param(PARAM_CHANNELS) or ""
+    if own.strip():
+        return _usable_channels(own, PARAM_CHANNELS), PARAM_CHANNELS
+    text, origin = queue_job_channels()
+    if not text:
+        return "", None
+    return _usable_channels(channels_from_queue_job(text), origin), origin
+
+
 def read_settings(env):
     """Read the runner settings (``ir.config_parameter`` is ormcached: no query)."""
     params = env["ir.config_parameter"].sudo()
-    channels = params.get_param(PARAM_CHANNELS) or ""
-    try:
-        parse_channels(channels)
-    except SettingsError:
-        channels = ""
+    channels, channels_origin = read_channels(params)
     return RunnerSettings(
         batch_size=_read_int(params, PARAM_BATCH_SIZE, "batch_size"),
         max_seconds=_read_int(params, PARAM_MAX_SECONDS, "max_seconds"),
@@ -283,4 +432,5 @@ def read_settings(env):
         history_days=_read_int(params, PARAM_HISTORY_DAYS, "history_days"),
         async_commit=str(params.get_param(PARAM_ASYNC_COMMIT) or "").lower()
         in ("1", "true"),
+        channels_origin=channels_origin,
     )

@@ -1,19 +1,27 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 """Brute-force damping for the API key: per remote address, per worker process.
 
+Every refused authentication counts: a wrong key, and as well a request without a key,
+for a database that is not served or has no key (the caller cannot tell them apart,
+see controllers/main.py), so that probing costs the same as guessing.
+
 The memory is the process's own: with ``--workers=N`` an address gets up to N times
 the allowance before every worker refuses it. That is enough to make guessing a
 256-bit key hopeless while keeping no shared state; a reverse proxy rate limit is the
-tool for more. Behind a proxy, Odoo must run with ``proxy_mode`` so that the remote
-address is the caller's, not the proxy's (otherwise all callers share one allowance).
+tool for more. The address is werkzeug's ``remote_addr``: behind a reverse proxy,
+Odoo must run with ``proxy_mode`` so that it is the caller's (from
+``X-Forwarded-For``), not the proxy's. Without it every caller shares the proxy's
+allowance, and anyone who sends ten bad requests locks the scheduler out for
+``BLOCK_SECONDS``. Without a proxy, ``proxy_mode`` must stay off: the caller would
+choose its address in ``X-Forwarded-For``.
 """
 
 import threading
 import time
 from collections import OrderedDict, deque
 
-# After FAILURE_LIMIT failed keys within FAILURE_WINDOW seconds, an address is refused
-# for BLOCK_SECONDS, whatever key it sends.
+# After FAILURE_LIMIT refused authentications within FAILURE_WINDOW seconds, an address
+# is refused for BLOCK_SECONDS, whatever key it sends.
 FAILURE_LIMIT = 10
 FAILURE_WINDOW = 300
 BLOCK_SECONDS = 300
@@ -55,7 +63,8 @@ class FailedKeyThrottle:
             return int(entry.blocked_until - now) + 1
 
     def failed(self, address):
-        """Count a failed key from ``address``; True when it is now blocked."""
+        """Count a refused authentication from ``address``; True when it is now
+        blocked."""
         now = time.monotonic()
         with self._lock:
             entry = self._entries.get(address)

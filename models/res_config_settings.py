@@ -1,12 +1,13 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 
 from odoo import _, api, fields, models
-from odoo.exceptions import AccessError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 
 from ..engine.api_key import api_key_configured, generate_api_key, revoke_api_key
 from ..engine.job_locks import queue_job_runner_attached
 from ..engine.settings import (
     BOUNDS,
+    CHANNEL_EXAMPLE,
     PARAM_ASYNC_COMMIT,
     PARAM_BATCH_SIZE,
     PARAM_CHANNELS,
@@ -14,8 +15,10 @@ from ..engine.settings import (
     PARAM_MAX_SECONDS,
     PARAM_RUNNER_COUNT,
     SettingsError,
+    channels_from_queue_job,
     check_int,
-    parse_channels,
+    parse_channel_rules,
+    queue_job_channels,
     queue_job_runner_in_this_server,
 )
 
@@ -61,9 +64,22 @@ class ResConfigSettings(models.TransientModel):
     dqj_channels = fields.Char(
         string="Channel Capacities",
         config_parameter=PARAM_CHANNELS,
-        help="queue_job's channels syntax, e.g. root:4,root.mail:1 -- at most that "
-        "many jobs of a channel (and its sub-channels) run at the same time. Empty: "
-        "no limit besides the number of runners.",
+        help="queue_job's channels syntax, e.g. root:4,root.mail:1:sequential -- at "
+        "most that many jobs of a channel (and its sub-channels) run at the same "
+        "time; options: sequential, paused. Empty: the channels of queue_job's "
+        "configuration (ODOO_QUEUE_JOB_CHANNELS, or channels in its [queue_job] "
+        "section) when it has some, else no limit besides the number of runners.",
+    )
+    # queue_job's jobrunner channels (read by get_values, shown on the settings page
+    # and imported by action_dqj_import_queue_job_channels).
+    dqj_queue_job_channels = fields.Char(
+        string="queue_job's Channels",
+        readonly=True,
+        help="The channels of queue_job's own configuration, which its jobrunner "
+        "applies. This addon's runners apply them while Channel Capacities is empty.",
+    )
+    dqj_queue_job_channels_origin = fields.Char(
+        string="queue_job's Channels Origin", readonly=True
     )
     dqj_async_commit = fields.Boolean(
         string="Asynchronous Commit",
@@ -101,6 +117,9 @@ class ResConfigSettings(models.TransientModel):
     def get_values(self):
         res = super().get_values()
         res["dqj_api_key_configured"] = api_key_configured(self.env)
+        text, origin = queue_job_channels()
+        res["dqj_queue_job_channels"] = text.strip() or False
+        res["dqj_queue_job_channels_origin"] = origin or False
         res["dqj_queue_job_runner_active"] = queue_job_runner_in_this_server() or (
             queue_job_runner_attached(self.env.cr)
         )
@@ -130,15 +149,43 @@ class ResConfigSettings(models.TransientModel):
     def _check_dqj_channels(self):
         for settings in self:
             try:
-                parse_channels(settings.dqj_channels)
+                parse_channel_rules(settings.dqj_channels)
             except SettingsError as err:
                 raise ValidationError(
                     _(
                         "Channel Capacities: %(error)s. Expected for example "
-                        "root:4,root.mail:1.",
+                        "%(example)s.",
                         error=str(err),
+                        example=CHANNEL_EXAMPLE,
                     )
                 ) from err
+
+    def action_dqj_import_queue_job_channels(self):
+        """Make queue_job's jobrunner channels this addon's own setting, and save
+        the settings (as the Save button does)."""
+        text, origin = queue_job_channels()
+        channels = channels_from_queue_job(text)
+        if not channels:
+            raise UserError(
+                _(
+                    "queue_job's configuration has no channels to import "
+                    "(ODOO_QUEUE_JOB_CHANNELS, or channels in the [queue_job] "
+                    "section of the configuration file)."
+                )
+            )
+        try:
+            parse_channel_rules(channels)
+        except SettingsError as err:
+            raise UserError(
+                _(
+                    "queue_job's channels (%(origin)s) cannot be imported: %(error)s. "
+                    "Type the channels in Channel Capacities instead.",
+                    origin=origin,
+                    error=str(err),
+                )
+            ) from err
+        self.dqj_channels = channels
+        return self.execute()
 
     def set_values(self):
         res = super().set_values()

@@ -7,7 +7,10 @@ releases, so what a request did is visible here and rolled back after the test.
 """
 
 import contextlib
+import hashlib
+import hmac
 import json
+import logging
 import re
 from unittest.mock import patch
 
@@ -21,6 +24,7 @@ from odoo.addons.deltatech_queue_job.engine.api_key import (
     generate_api_key,
     revoke_api_key,
 )
+from odoo.addons.deltatech_queue_job.engine.settings import PARAM_API_KEY_HASH
 from odoo.addons.deltatech_queue_job.engine.throttle import failed_keys
 
 from .common import JobsMixin
@@ -28,6 +32,9 @@ from .common import JobsMixin
 PROCESS = api_main.PROCESS_ROUTE
 STATS = api_main.STATS_ROUTE
 API_LOGGER = api_main.__name__
+# assertLogs(..., logging.INFO), not "INFO": Odoo names its level 25 "INFO" too.
+# The one answer to a request that is not authenticated, whatever the reason.
+NOT_AUTHENTICATED = api_main.UNAUTHENTICATED_MESSAGE
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
@@ -201,20 +208,20 @@ class TestApiKey(ApiCase):
         jobs = self.enqueue(2)
         revoke_api_key(self.env)
         for params in ({"api_key": self.key}, {"api_key": ""}, {}):
-            self.assertRefused(401, params, "no API key is configured")
+            self.assertRefused(401, params, NOT_AUTHENTICATED)
         self.assertStillPending(jobs)
 
     def test_missing_or_empty_key_is_refused(self):
         jobs = self.enqueue(2)
         for params in ({}, {"api_key": ""}, {"api_key": None}):
-            self.assertRefused(401, params, "missing API key")
+            self.assertRefused(401, params, NOT_AUTHENTICATED)
         self.assertStillPending(jobs)
 
     def test_wrong_key_is_refused_and_logged_without_its_value(self):
         jobs = self.enqueue(2)
         wrong = "not-the-key-" + "x" * 20
-        with self.assertLogs(API_LOGGER, "WARNING") as logs:
-            self.assertRefused(401, {"api_key": wrong}, "invalid API key")
+        with self.assertLogs(API_LOGGER, logging.INFO) as logs:
+            self.assertRefused(401, {"api_key": wrong}, NOT_AUTHENTICATED)
         output = "\n".join(logs.output)
         self.assertIn("invalid API key", output)
         self.assertNotIn(wrong, output)
@@ -224,7 +231,9 @@ class TestApiKey(ApiCase):
     def test_wrong_type_key_is_refused(self):
         jobs = self.enqueue(1)
         for value in (12345, True, [self.key], {"key": self.key}):
-            self.assertRefused(401, {"api_key": value}, "api_key must be a string")
+            with self.assertLogs(API_LOGGER, logging.INFO) as logs:
+                self.assertRefused(401, {"api_key": value}, NOT_AUTHENTICATED)
+            self.assertIn("api_key must be a string", logs.output[0])
         self.assertStillPending(jobs)
 
     def test_key_in_bearer_header_is_accepted(self):
@@ -247,11 +256,16 @@ class TestApiKey(ApiCase):
             {"Authorization": "Bearer wrong"},
             {"X-Api-Key": "wrong"},
         ):
-            self.assertRefused(401, {}, "invalid API key", headers=headers)
+            self.assertRefused(401, {}, NOT_AUTHENTICATED, headers=headers)
         # Another scheme than Bearer carries no key.
-        self.assertRefused(
-            401, {}, "missing API key", headers={"Authorization": f"Basic {self.key}"}
-        )
+        with self.assertLogs(API_LOGGER, logging.INFO) as logs:
+            self.assertRefused(
+                401,
+                {},
+                NOT_AUTHENTICATED,
+                headers={"Authorization": f"Basic {self.key}"},
+            )
+        self.assertIn("missing API key", logs.output[0])
         self.assertStillPending(jobs)
 
     def test_body_key_wins_over_header_key(self):
@@ -259,7 +273,7 @@ class TestApiKey(ApiCase):
         self.assertRefused(
             401,
             {"api_key": "wrong"},
-            "invalid API key",
+            NOT_AUTHENTICATED,
             headers={"X-Api-Key": self.key},
         )
         self.assertStillPending(jobs)
@@ -267,7 +281,7 @@ class TestApiKey(ApiCase):
     def test_regenerated_key_revokes_the_old_one(self):
         jobs = self.enqueue(1)
         new_key = generate_api_key(self.env)
-        self.assertRefused(401, {"api_key": self.key}, "invalid API key")
+        self.assertRefused(401, {"api_key": self.key}, NOT_AUTHENTICATED)
         self.assertStillPending(jobs)
         response, _result = self.call(params={"api_key": new_key})
         self.assertEqual(response.status_code, 200)
@@ -456,9 +470,11 @@ class TestApiDatabase(ApiCase):
         self.assertEqual(jobs.state, "done")
 
     def test_unknown_database_is_refused(self):
+        """Refused as a stranger is: the key is this database's, and another
+        database's name is not known to be one."""
         jobs = self.enqueue(1)
         for db in ("dqj_no_such_database", 42, ""):
-            self.assertRefused(400, {"api_key": self.key, "db": db}, "unknown database")
+            self.assertRefused(401, {"api_key": self.key, "db": db}, NOT_AUTHENTICATED)
         self.assertStillPending(jobs)
 
     def test_several_databases_need_the_db_param(self):
@@ -476,9 +492,9 @@ class TestApiDatabase(ApiCase):
             # Odoo itself needs to know the database to reach an addon's route when
             # several are served: the session cookie (here) or server_wide_modules.
             self.authenticate(None, None)
-            self.assertRefused(
-                400, {"api_key": self.key}, "several databases are served to this host"
-            )
+            with self.assertLogs(API_LOGGER, logging.INFO) as logs:
+                self.assertRefused(401, {"api_key": self.key}, NOT_AUTHENTICATED)
+            self.assertIn("several databases are served", logs.output[0])
             self.assertStillPending(jobs)
             response, result = self.call(params={"api_key": self.key, "db": here})
             self.assertEqual(response.status_code, 200, result)
@@ -486,20 +502,123 @@ class TestApiDatabase(ApiCase):
 
 
 @tagged("post_install", "-at_install")
+class TestApiStrangers(ApiCase):
+    """A caller without this database's key learns nothing about the databases nor
+    about how they are configured, and is damped as a key guesser is."""
+
+    def answer(self, params, route=PROCESS, **kwargs):
+        """What a caller sees: status, headers that could tell, and the body."""
+        response, _result = self.call(route=route, params=params, **kwargs)
+        return (
+            response.status_code,
+            response.headers.get("Retry-After"),
+            response.json(),
+        )
+
+    def test_unknown_database_answers_as_a_known_one_without_key(self):
+        jobs = self.enqueue(1)
+        here = self.env.cr.dbname
+        unknown = "dqj_no_such_database"
+        with self.assertLogs(API_LOGGER, logging.INFO) as logs:
+            answers = {
+                "unknown database, wrong key": self.answer(
+                    {"db": unknown, "api_key": "guess"}
+                ),
+                "unknown database, no key": self.answer({"db": unknown}),
+                "this database, no key": self.answer({"db": here}),
+                "this database, wrong key": self.answer(
+                    {"db": here, "api_key": "guess"}
+                ),
+                "no database named, wrong key": self.answer({"api_key": "guess"}),
+                "this database, key not a string": self.answer(
+                    {"db": here, "api_key": 7}
+                ),
+            }
+        expected = answers["this database, wrong key"]
+        self.assertEqual(expected[0], 401)
+        for case, answer in answers.items():
+            self.assertEqual(answer, expected, case)
+        for route in (STATS,):
+            self.assertEqual(self.answer({"db": unknown}, route=route), expected)
+        # The reasons are in the server log, one INFO line per request.
+        self.assertEqual(len(logs.output), len(answers))
+        self.assertTrue(all(line.startswith("INFO") for line in logs.output))
+        self.assertIn(unknown, logs.output[0])
+        self.assertIn("names no database", logs.output[0])
+        self.assertStillPending(jobs)
+
+    def test_no_key_configured_is_not_told_to_strangers(self):
+        jobs = self.enqueue(1)
+        configured = self.answer({"api_key": "guess"})
+        revoke_api_key(self.env)
+        with self.assertLogs(API_LOGGER, logging.INFO) as logs:
+            unconfigured = self.answer({"api_key": "guess"})
+            keyless = self.answer({})
+        self.assertEqual(unconfigured, configured)
+        self.assertEqual(keyless, configured)
+        self.assertNotIn("configured", unconfigured[2]["result"]["message"])
+        self.assertIn("no API key is configured", logs.output[0])
+        self.assertTrue(all(line.startswith("INFO") for line in logs.output))
+        self.assertStillPending(jobs)
+
+    def test_requests_without_key_are_damped(self):
+        """Requests without a key count as wrong keys do: once the address is
+        blocked, even the right key waits."""
+        jobs = self.enqueue(1)
+        for i in range(failed_keys.limit):
+            self.assertRefused(401, {"api_key": ""} if i % 2 else {})
+        result = self.assertRefused(429, {"api_key": self.key}, "too many failed")
+        self.assertIn("try again in", result["message"])
+        self.assertStillPending(jobs)
+
+    def test_old_pbkdf2_key_still_works_and_new_keys_get_one_hmac(self):
+        """A key stored by earlier versions (PBKDF2, 60,000 rounds) keeps
+        authenticating until it is replaced; a new key is stored as one salted
+        HMAC-SHA256, cheap to check for a 256-bit random key."""
+        jobs = self.enqueue(2)
+        old_key = "a-key-generated-by-an-earlier-version-" + "k" * 12
+        salt = "0123456789abcdef0123456789abcdef"
+        digest = hashlib.pbkdf2_hmac(
+            "sha256", old_key.encode(), salt.encode(), 60_000
+        ).hex()
+        self.env["ir.config_parameter"].sudo().set_param(
+            PARAM_API_KEY_HASH, f"pbkdf2_sha256$60000${salt}${digest}"
+        )
+        response, result = self.call(params={"api_key": old_key, "batch_size": 1})
+        self.assertEqual(response.status_code, 200, result)
+        self.assertRefused(401, {"api_key": old_key + "x"})
+
+        new_key = generate_api_key(self.env)
+        stored = self.env["ir.config_parameter"].sudo().get_param(PARAM_API_KEY_HASH)
+        scheme, salt, digest = stored.split("$")
+        self.assertEqual(scheme, "hmac_sha256")
+        self.assertEqual(
+            digest, hmac.new(salt.encode(), new_key.encode(), "sha256").hexdigest()
+        )
+        self.assertNotIn(new_key, stored)
+        self.assertRefused(401, {"api_key": old_key}, NOT_AUTHENTICATED)
+        response, result = self.call(params={"api_key": new_key})
+        self.assertEqual(response.status_code, 200, result)
+        self.assertEqual(set(jobs.mapped("state")), {"done"})
+
+
+@tagged("post_install", "-at_install")
 class TestApiDamping(ApiCase):
     def fail_key(self, times, headers=None):
         for _i in range(times):
             self.assertRefused(
-                401, {"api_key": "guess"}, "invalid API key", headers=headers
+                401, {"api_key": "guess"}, NOT_AUTHENTICATED, headers=headers
             )
 
     def test_repeated_wrong_keys_block_the_address(self):
         jobs = self.enqueue(1)
-        with self.assertLogs(API_LOGGER, "WARNING") as logs:
+        with self.assertLogs(API_LOGGER, logging.INFO) as logs:
             self.fail_key(failed_keys.limit)
-        self.assertIn("address blocked", logs.output[-1])
+        warnings = [line for line in logs.output if line.startswith("WARNING")]
+        self.assertEqual(len(warnings), 1, "one warning, when the address is blocked")
+        self.assertIn("blocked for", warnings[0])
         # Blocked: even the right key is refused, without being checked.
-        result = self.assertRefused(429, {"api_key": self.key}, "too many invalid")
+        result = self.assertRefused(429, {"api_key": self.key}, "too many failed")
         self.assertIn("try again in", result["message"])
         response, _result = self.call(params={"api_key": self.key})
         self.assertGreater(int(response.headers["Retry-After"]), 0)
@@ -635,7 +754,7 @@ class TestApiStats(ApiCase):
                 self.assertEqual(result["stats"]["pending"], 1)
         response, result = self.call(route=STATS, method="GET", body="")
         self.assertEqual(response.status_code, 401, result)
-        self.assertIn("missing API key", result["message"])
+        self.assertEqual(result["message"], NOT_AUTHENTICATED)
 
     def test_get_stats_with_a_body_or_a_db_in_the_query(self):
         """The original's route also took a GET with a JSON body; ``db`` (no secret)

@@ -1,8 +1,13 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 
-from odoo.exceptions import AccessError, ValidationError
-from odoo.tests import TransactionCase, new_test_user, tagged
+import contextlib
+import os
 
+from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.tests import TransactionCase, new_test_user, tagged
+from odoo.tools import config
+
+from ..engine import settings as engine_settings
 from ..engine.api_key import verify_api_key
 from ..engine.settings import (
     PARAM_API_KEY_HASH,
@@ -11,6 +16,33 @@ from ..engine.settings import (
     PARAM_RUNNER_COUNT,
     read_settings,
 )
+
+SETTINGS_LOGGER = engine_settings.__name__
+# Where queue_job's jobrunner reads its channels first (its runner's _channels()).
+QUEUE_JOB_CHANNELS_ENV = "ODOO_QUEUE_JOB_CHANNELS"
+
+
+@contextlib.contextmanager
+def queue_job_configured(env=None, section=None):
+    """Run with queue_job's jobrunner channels: ``env`` as ODOO_QUEUE_JOB_CHANNELS,
+    ``section`` as ``channels`` in the ``[queue_job]`` section of the configuration
+    file (None: unset); both restored afterwards."""
+    saved_env = os.environ.pop(QUEUE_JOB_CHANNELS_ENV, None)
+    missing = object()
+    saved_section = config.misc.pop("queue_job", missing)
+    if env is not None:
+        os.environ[QUEUE_JOB_CHANNELS_ENV] = env
+    if section is not None:
+        config.misc["queue_job"] = {"channels": section}
+    try:
+        yield
+    finally:
+        os.environ.pop(QUEUE_JOB_CHANNELS_ENV, None)
+        if saved_env is not None:
+            os.environ[QUEUE_JOB_CHANNELS_ENV] = saved_env
+        config.misc.pop("queue_job", None)
+        if saved_section is not missing:
+            config.misc["queue_job"] = saved_section
 
 
 @tagged("post_install", "-at_install")
@@ -80,6 +112,94 @@ class TestQueueJobSettings(TransactionCase):
         with self.assertRaisesRegex(ValidationError, "Channel Capacities"):
             self.settings(dqj_channels="root:0")
 
+    def test_unparsable_channels_are_refused_naming_the_bad_part(self):
+        for text, bad in (
+            ("root:4,root.seq:1:sequentail", "'sequentail'"),
+            ("root:4,root.sync:2:paused=yes", "'paused=yes'"),
+            ("root:4,:2", "missing channel name"),
+            ("root:4\nroot.x:1x", "'1x'"),
+        ):
+            with (
+                self.subTest(text=text),
+                self.assertRaisesRegex(ValidationError, "Channel Capacities") as caught,
+            ):
+                self.settings(dqj_channels=text)
+            self.assertIn(bad, str(caught.exception))
+        self.assertFalse(self.params.get_param(PARAM_CHANNELS))
+        # queue_job's options that this runner does not apply are not errors.
+        self.settings(dqj_channels="root:4,root.x:2:throttle=1").execute()
+        self.assertEqual(read_settings(self.env).channels, "root:4,root.x:2:throttle=1")
+
+    def test_unparsable_channels_are_logged_at_error_when_read(self):
+        """A parameter edited by hand: the entries that parse apply, the others are
+        named in an ERROR."""
+        self.params.set_param(
+            PARAM_CHANNELS, "root:3,root.seq:1:sequentail,root.mail:two,root.b:1"
+        )
+        with self.assertLogs(SETTINGS_LOGGER, "ERROR") as logs:
+            runner = read_settings(self.env)
+        self.assertEqual(runner.channel_capacities, {"root": 3, "root.b": 1})
+        self.assertIn("'sequentail'", logs.output[0])
+        self.assertIn("'two'", logs.output[0])
+
+    def test_channels_are_taken_over_from_queue_jobs_configuration(self):
+        """Switching from queue_job's jobrunner keeps its channels while this
+        addon has none of its own: the environment variable first, then the
+        configuration file, as queue_job reads them."""
+        section = "root:2\n  root.seq:1:sequential\n  root.hold:1:paused,"
+        with queue_job_configured(section=section):
+            rules = self.env["queue.job"]._dqj_channel_rules()
+            self.assertEqual(rules.capacities.get("root"), 2)
+            self.assertIn("root.seq", rules.sequential)
+            self.assertIn("root.hold", rules.paused)
+            runner = read_settings(self.env)
+            self.assertEqual(runner.channels_origin, "[queue_job] channels")
+        # root:0 only stops queue_job's own jobrunner: it is not taken over; on
+        # another channel, 0 is no limit of its own for queue_job.
+        env = "root:0,root.seq:1:sequential,root.free:0,root.held:0:paused"
+        with queue_job_configured(env=env, section=section):
+            runner = read_settings(self.env)
+            self.assertEqual(runner.channels_origin, QUEUE_JOB_CHANNELS_ENV)
+            rules = runner.channel_rules
+            self.assertEqual(rules.capacities, {"root.seq": 1, "root.held": 1})
+            self.assertEqual(rules.sequential, {"root.seq"})
+            self.assertEqual(rules.paused, {"root.held"})
+            # The settings page says what applies.
+            form = self.settings()
+            self.assertEqual(form.dqj_queue_job_channels, env)
+            self.assertEqual(form.dqj_queue_job_channels_origin, QUEUE_JOB_CHANNELS_ENV)
+            # The addon's own setting wins.
+            self.settings(dqj_channels="root:5").execute()
+            runner = read_settings(self.env)
+            self.assertEqual(
+                (runner.channels, runner.channels_origin), ("root:5", PARAM_CHANNELS)
+            )
+        with queue_job_configured():
+            self.params.set_param(PARAM_CHANNELS, False)
+            runner = read_settings(self.env)
+            self.assertEqual((runner.channels, runner.channels_origin), ("", None))
+
+    def test_import_button_makes_queue_jobs_channels_the_addons_own(self):
+        with queue_job_configured(env="root:0\nroot.seq:1:sequential\nroot.mail:3"):
+            action = self.settings(
+                dqj_batch_size=9
+            ).action_dqj_import_queue_job_channels()
+        self.assertIsInstance(action, dict)
+        self.assertEqual(
+            self.params.get_param(PARAM_CHANNELS), "root.seq:1:sequential,root.mail:3"
+        )
+        self.assertEqual(self.params.get_param(PARAM_BATCH_SIZE), "9", "saved too")
+        with queue_job_configured():
+            runner = read_settings(self.env)
+            self.assertEqual(runner.channel_rules.sequential, {"root.seq"})
+            with self.assertRaisesRegex(UserError, "no channels to import"):
+                self.settings().action_dqj_import_queue_job_channels()
+        with (
+            queue_job_configured(section="root:4,root.seq:1:sequentail"),
+            self.assertRaisesRegex(UserError, "'sequentail'"),
+        ):
+            self.settings().action_dqj_import_queue_job_channels()
+
     # ------------------------------------------------------------------ API key
     def test_generate_key_stores_only_its_hash_and_shows_it_once(self):
         settings = self.settings()
@@ -90,7 +210,7 @@ class TestQueueJobSettings(TransactionCase):
         self.assertEqual(action["target"], "new")
         self.assertFalse(action.get("res_id"), "the dialog must not be a saved record")
         stored = self.params.get_param(PARAM_API_KEY_HASH)
-        self.assertTrue(stored.startswith("pbkdf2_sha256$"))
+        self.assertTrue(stored.startswith("hmac_sha256$"))
         self.assertNotIn(key, stored)
         self.assertTrue(verify_api_key(self.env, key))
         # nowhere in the parameters, nor in the wizard table
