@@ -9,7 +9,7 @@ from odoo.tools import mute_logger
 from odoo.addons.queue_job.delay import group
 
 from ..engine import runner
-from .common import CommittedQueueCase
+from .common import JOB_LOGGER, CommittedQueueCase
 from .tooling import wait_for
 
 RUNNER_SCRIPT = """
@@ -25,7 +25,6 @@ WAIT_AT_GATE = (
     "env.cr.execute(\"SET LOCAL lock_timeout = '120s'\")\n"
     f"env.cr.execute('SELECT pg_advisory_xact_lock_shared({PARENT_GATE})')"
 )
-GRAPH_LOGGER = "odoo.addons.deltatech_queue_job.models.queue_job"
 
 
 @tagged("post_install", "-at_install")
@@ -145,7 +144,7 @@ class TestJobGraphs(CommittedQueueCase):
                 "(SELECT id FROM ir_cron WHERE dqj_queue_runner)"
             )
         with self.committed() as env:
-            with mute_logger(GRAPH_LOGGER):
+            with mute_logger(JOB_LOGGER):
                 released = env["queue.job"]._dqj_release_waiting_jobs()
             self.assertEqual(released, child.ids)
             self.assertEqual(env["queue.job"].browse(child.id).state, "pending")
@@ -161,7 +160,7 @@ class TestJobGraphs(CommittedQueueCase):
             env.cr.rollback()  # as the database was: the runner's sweep heals it
             runner._last_sweep.pop(env.cr.dbname, None)
             self.addCleanup(runner._last_sweep.pop, env.cr.dbname, None)
-            with mute_logger(GRAPH_LOGGER):
+            with mute_logger(JOB_LOGGER):
                 stats = env["queue.job"]._job_runner(source="manual")
             self.assertEqual(stats.job_ids, child.ids)
             self.assertEqual(env["queue.job"].browse(child.id).state, "done")

@@ -52,7 +52,7 @@ class TestUnstorableOutcomes(QueueJobCase, UnstorableMixin):
             priority=1,
         )
         behind = self.enqueue(1, priority=5)
-        with mute_logger(JOB_LOGGER):
+        with mute_logger(JOB_LOGGER, "odoo.sql_db"):
             stats = self.run_runner()
         self.assertEqual((stats.done, stats.failed), (1, 1))
         self.assertEqual(stats.job_ids, (bad | behind).ids)
@@ -67,7 +67,7 @@ class TestUnstorableOutcomes(QueueJobCase, UnstorableMixin):
         behind = self.enqueue_code("pass", priority=5)
         with (
             patch.object(type(model), "_job_store_values", _raise_on_done),
-            mute_logger(JOB_LOGGER),
+            mute_logger(JOB_LOGGER, "odoo.sql_db"),
         ):
             stats = self.run_runner()
         self.assertEqual((stats.done, stats.failed), (1, 1))
@@ -78,7 +78,7 @@ class TestUnstorableOutcomes(QueueJobCase, UnstorableMixin):
     def test_failure_that_cannot_be_stored_is_stored_without_its_nul(self):
         bad = self.enqueue_code(RAISES_NUL, priority=1)
         behind = self.enqueue(1, priority=5)
-        with mute_logger(JOB_LOGGER):
+        with mute_logger(JOB_LOGGER, "odoo.sql_db"):
             stats = self.run_runner()
         self.assertEqual((stats.done, stats.failed), (1, 1))
         self.assert_failed_by_storage(bad, "brokenmessage")
@@ -121,7 +121,7 @@ class TestUnstorableCommitted(CommittedQueueCase, UnstorableMixin):
             behind = self.enqueue(1, env=env, priority=5)
         with (
             self.committed() as env,
-            mute_logger(JOB_LOGGER),
+            mute_logger(JOB_LOGGER, "odoo.sql_db"),
             contextlib.ExitStack() as stack,
         ):
             if hook:
