@@ -278,7 +278,7 @@ class QueueJob(models.Model):
             _logger.error(
                 "job %s cannot be loaded:\n%s", self.uuid, failure["exc_info"]
             )
-            self.write({"state": FAILED, **failure})
+            self._dqj_store_failure(None, failure)
             return None
 
     def _dqj_process_in_savepoint(
@@ -441,12 +441,17 @@ class QueueJob(models.Model):
 
     def _dqj_store_failure(self, job, failure, **extra):
         """Store the job failed with ``failure``, whatever refuses it: through the
-        ORM (queue_job's path, hooks included) in a savepoint, or, when even that
-        fails, through job_locks.store_failure, plain SQL that cannot fail."""
-        job.set_failed(**failure)
+        ORM (queue_job's path, hooks included; a plain write without ``job``, which
+        could not be loaded) in a savepoint, or, when even that fails, through
+        job_locks.store_failure, plain SQL that cannot fail."""
+        if job is not None:
+            job.set_failed(**failure)
         try:
             with self.env.cr.savepoint():
-                self._dqj_store(job, **extra)
+                if job is None:
+                    self.write({"state": FAILED, **extra, **failure})
+                else:
+                    self._dqj_store(job, **extra)
         except Exception:
             _logger.exception(
                 "the failure of job %s cannot be stored through the ORM; stored "
