@@ -324,6 +324,77 @@ _REQUEUE_DEAD_SQL = """
 """
 
 
+def release_waiting_children(cr):
+    """Set to pending the jobs waiting on parents that are all done; return their ids.
+
+    A finished parent releases its children itself (queue_job's ``enqueue_waiting``),
+    after its outcome is committed, in a fresh transaction: under REPEATABLE READ a
+    parent releasing in its own uncommitted transaction sees a sibling finished by
+    another runner at the same moment still pending, and the sibling sees it pending
+    too, so neither releases the child and no concurrency error says so. Releasing
+    after the commit, the parent that commits last sees them all done. This sweep is
+    the safety net for what that cannot cover (a worker that died between its commit
+    and the release, a release that kept failing) and heals databases that hold
+    children lost before that fix: the runner runs it with its dead-job sweep.
+
+    The same rule as ``enqueue_waiting``: a child in ``wait_dependencies`` whose
+    ``depends_on`` parents found in its graph are all ``done``. Children another
+    session is updating are skipped (``SKIP LOCKED``): that session is releasing (or
+    cancelling) them; one changed since this snapshot raises a serialization failure,
+    absorbed here: the next sweep looks again.
+    """
+    try:
+        with cr.savepoint(flush=False):
+            cr.execute(_RELEASE_WAITING_SQL, log_exceptions=False)
+            return [row[0] for row in cr.fetchall()]
+    except TransactionRollbackError:
+        return []
+
+
+_RELEASE_WAITING_SQL = """
+        UPDATE queue_job SET state = 'pending'
+        FROM (
+            SELECT child.id, array_agg(parent.state) AS parent_states
+            FROM queue_job child
+            JOIN LATERAL json_array_elements_text(
+                child.dependencies::json->'depends_on'
+            ) parent_uuid ON true
+            JOIN queue_job parent
+              ON parent.graph_uuid = child.graph_uuid AND parent.uuid = parent_uuid
+            WHERE child.id IN (
+                SELECT id FROM queue_job WHERE state = 'wait_dependencies'
+                FOR NO KEY UPDATE SKIP LOCKED
+            )
+            GROUP BY child.id
+        ) waiting
+        WHERE queue_job.id = waiting.id
+          AND 'done' = ALL(waiting.parent_states)
+          AND queue_job.state = 'wait_dependencies'
+        RETURNING queue_job.id
+"""
+
+
+def store_failure(cr, job_id, failure):
+    """The last resort when a job's failure cannot be stored through the ORM (a
+    ``_job_store_values`` hook or queue_job's failure message that raises, a value
+    PostgreSQL refuses): the row, still locked by this runner, says 'failed' with the
+    error, so that the job is not run again and again. Plain columns, strings without
+    NUL characters (the one value a text column refuses): it cannot fail."""
+    values = {
+        key: (failure.get(key) or "").replace("\x00", "")
+        for key in ("exc_name", "exc_message", "exc_info")
+    }
+    cr.execute(
+        """
+        UPDATE queue_job SET state = 'failed', dqj_committing = false,
+            exc_name = %(exc_name)s, exc_message = %(exc_message)s,
+            exc_info = %(exc_info)s
+        WHERE id = %(id)s
+        """,
+        dict(values, id=job_id),
+    )
+
+
 def release_job(cr, commit):
     """Give back a job locked by :func:`lock_job`, untouched.
 

@@ -29,8 +29,10 @@ STOP_CONTENTION = "contention"
 STOP_ERROR = "error"
 
 # Seconds between two looks, per process and database, for jobs allowed to commit
-# whose worker died while they ran (queue.job._dqj_requeue_dead_jobs). Deaths are rare
-# and the look is one statement; once a minute keeps it off every run's bill.
+# whose worker died while they ran (queue.job._dqj_requeue_dead_jobs), and for jobs
+# waiting on parents that are all done (queue.job._dqj_release_waiting_jobs). Both
+# are rare and each look is one statement; once a minute keeps them off every run's
+# bill.
 DEAD_JOBS_SWEEP_INTERVAL = 60
 _last_sweep = {}
 
@@ -165,6 +167,7 @@ class BudgetedRunner:
             return
         _last_sweep[key] = now
         self.model._dqj_requeue_dead_jobs()
+        self.model._dqj_release_waiting_jobs()
         self.model.env.cr.commit()  # pylint: disable=invalid-commit
 
     def _loop(self, stats, deadline):
@@ -195,11 +198,13 @@ class BudgetedRunner:
             job_start = time.monotonic()
             # The batch's last job: its commit carries the run's bookkeeping too
             # (_finish), one commit less per run. Not with asynchronous commits,
-            # whose batch ends with a synchronous one of its own.
+            # whose batch ends with a synchronous one of its own, nor for a job
+            # with dependents: they are released after its own commit.
             self._last_uncommitted = (
                 self.commit
                 and not self.async_commit
                 and stats.processed + 1 >= self.batch_size
+                and not job._dqj_has_dependents()
             )
             outcome = job._process(
                 commit=self.commit, commit_later=self._last_uncommitted

@@ -48,37 +48,36 @@ def forbid_commit(cr):
 
 
 @contextmanager
-def guarded_savepoint(cr, released_by_commit=False):
+def guarded_savepoint(cr, savepoint=None):
     """A savepoint the job cannot escape: its commits are refused, its failure rolls
     back its own writes only.
 
-    ``released_by_commit``: the caller commits the transaction right after the job
-    (a runner in commit mode). A job that succeeds then leaves its savepoint to that
-    COMMIT, which releases it, instead of a RELEASE statement of its own: one
-    statement less per job; a failure still rolls back to it.
+    ``savepoint``: the job's savepoint, opened by the caller, which stores the job's
+    outcome in it and closes it (or leaves it to the COMMIT that follows: one
+    statement less per job). The outcome is then written while the job's work can
+    still be undone: an outcome that cannot be stored is rolled back with it. On
+    failure the job's writes are rolled back to it and it stays open. Without, a
+    savepoint of its own, released on exit.
     """
-    try:
-        if not released_by_commit:
-            with cr.savepoint(), forbid_commit(cr) as refused:
-                yield
-                if refused:
-                    raise CommitForbiddenError(refused[0])
-            return
+    own = savepoint is None
+    if own:
         savepoint = cr.savepoint()
-        try:
-            with forbid_commit(cr) as refused:
-                yield
-                if refused:
-                    raise CommitForbiddenError(refused[0])
-            cr.flush()  # the job's pending writes, inside its savepoint
-        except BaseException:
-            savepoint.close(rollback=True)
-            raise
+    try:
+        with forbid_commit(cr) as refused:
+            yield
+            if refused:
+                raise CommitForbiddenError(refused[0])
+        cr.flush()  # the job's pending writes, inside its savepoint
     except BaseException:
+        savepoint.rollback()
         # The triggers the job created were rolled back with it: later jobs of this
         # transaction must create theirs again.
         cr.postcommit.data.pop(TRIGGERED_KEY, None)
+        if own:
+            savepoint.close(rollback=False)
         raise
+    if own:
+        savepoint.close(rollback=False)
 
 
 @contextmanager

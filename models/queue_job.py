@@ -230,6 +230,9 @@ class QueueJob(models.Model):
         ``commit``: the job's transaction is committed after it (a runner; the lock
         lasts until then), or, with ``commit_later``, by the caller, which adds its
         own writes first (the runner, its bookkeeping after the batch's last job).
+        A job with dependents is always committed here: its children are released
+        after its commit (see _dqj_release_dependents), so ``commit_later`` does not
+        apply to it.
 
         Queries for a plain job, committing: SAVEPOINT, one UPDATE with the outcome
         (the acquisition read the record; the commit releases the savepoint; the
@@ -237,17 +240,28 @@ class QueueJob(models.Model):
         which would release the lock). Without ``commit``, a RELEASE too.
         """
         self.ensure_one()
+        has_dependents = self._dqj_has_dependents()
         job = self._dqj_load()
         if job is None:
             outcome = FAILED
         elif commit and self._dqj_allows_commit(job):
-            outcome = self._dqj_process_committing(job)
+            # Commits its outcome and releases its children itself.
+            return self._dqj_process_committing(job, has_dependents)
         else:
-            outcome = self._dqj_process_in_savepoint(job, released_by_commit=commit)
+            outcome = self._dqj_process_in_savepoint(
+                job, released_by_commit=commit, has_dependents=has_dependents
+            )
         self.env.flush_all()
-        if commit and not commit_later:
+        if commit and not (commit_later and not has_dependents):
             self.env.cr.commit()  # pylint: disable=invalid-commit
+            if outcome == DONE and has_dependents:
+                self._dqj_release_dependents(job)
         return outcome
+
+    def _dqj_has_dependents(self):
+        """Whether jobs wait on this one (read by the acquisition: no query)."""
+        self.ensure_one()
+        return bool((self.dependencies or {}).get("reverse_depends_on"))
 
     def _dqj_load(self):
         """Step 1: the Job of this record; None when it cannot be loaded (its model or
@@ -264,44 +278,52 @@ class QueueJob(models.Model):
             _logger.error(
                 "job %s cannot be loaded:\n%s", self.uuid, failure["exc_info"]
             )
-            self.write({"state": FAILED, **failure})
+            self._dqj_store_failure(None, failure)
             return None
 
-    def _dqj_process_in_savepoint(self, job, released_by_commit=False):
-        has_dependents = bool(self.dependencies.get("reverse_depends_on"))
+    def _dqj_process_in_savepoint(
+        self, job, released_by_commit=False, has_dependents=False
+    ):
+        """An ordinary job: it runs, and its outcome is stored, in one savepoint
+        (the job's), so that an outcome that cannot be stored is rolled back with the
+        job's work (see _dqj_store_outcome). ``released_by_commit``: the caller
+        commits right after (a runner), which releases the savepoint.
+
+        Without a commit to follow (the caller owns the transaction), the children
+        of a job done are released here, in the caller's transaction: they may hit a
+        concurrency error (other runners finish their parents at the same time),
+        retried a few times, then the whole job is rolled back and run again later,
+        as for any concurrency error of its own."""
+        cr = self.env.cr
         _mark_started(job)
-        if not has_dependents:
-            outcome, failure = self._dqj_perform(
-                job, guarded_savepoint(self.env.cr, released_by_commit)
-            )
-            self._dqj_store_outcome(job, outcome, failure)
-            return outcome
-        # Enqueuing the dependents may hit a concurrency error (other runners finish
-        # their parents at the same time): retried a few times, then the whole job is
-        # rolled back and run again later, as for any concurrency error of its own.
-        try:
-            with self.env.cr.savepoint():
-                outcome, failure = self._dqj_perform(
-                    job, guarded_savepoint(self.env.cr)
+        savepoint = cr.savepoint()
+        outcome, failure = self._dqj_perform(job, guarded_savepoint(cr, savepoint))
+        outcome = self._dqj_store_outcome(job, outcome, failure, savepoint.rollback)
+        if outcome == DONE and has_dependents and not released_by_commit:
+            try:
+                self._dqj_enqueue_dependents(job)
+            except Exception as err:  # noqa: BLE001
+                savepoint.rollback()
+                cr.postcommit.data.pop(TRIGGERED_KEY, None)
+                if (
+                    isinstance(err, OperationalError)
+                    and err.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY
+                ):
+                    outcome, failure = _concurrency_outcome(job, err)
+                else:
+                    outcome, failure = FAILED, _failure_values(err)
+                outcome = self._dqj_store_outcome(
+                    job, outcome, failure, savepoint.rollback
                 )
-                self._dqj_store_outcome(job, outcome, failure)
-                if outcome == DONE:
-                    self._dqj_enqueue_dependents(job)
-        except OperationalError as err:
-            if err.pgcode not in PG_CONCURRENCY_ERRORS_TO_RETRY:
-                raise
-            self.env.cr.postcommit.data.pop(TRIGGERED_KEY, None)
-            self.invalidate_recordset()
-            outcome, failure = _concurrency_outcome(job, err)
-            self._dqj_store_outcome(job, outcome, failure)
+        if not released_by_commit:
+            savepoint.close(rollback=False)
         return outcome
 
-    def _dqj_process_committing(self, job):
+    def _dqj_process_committing(self, job, has_dependents=False):
         """A job allowed to commit: committed as 'started' under the session lock of
         its runner before it runs (so that it can write its own row and commit), its
-        outcome stored and committed after."""
+        outcome stored and committed after, then its children released."""
         cr = self.env.cr
-        has_dependents = bool(self.dependencies.get("reverse_depends_on"))
         job_locks.hold_running_job(cr, self.id)
         try:
             _mark_started(job)
@@ -310,30 +332,30 @@ class QueueJob(models.Model):
             cr.commit()  # pylint: disable=invalid-commit
             outcome, failure = self._dqj_perform(job, rollback_on_error(cr))
             self.invalidate_recordset()
-            self._dqj_store_outcome(job, outcome, failure, dqj_committing=False)
-            if outcome == DONE and has_dependents:
-                try:
-                    self._dqj_enqueue_dependents(job)
-                except OperationalError:
-                    # Its effects are committed: it is done. Its dependents stay
-                    # waiting, as with queue_job's own runner in this case.
-                    _logger.exception("dependents of job %s not enqueued", job.uuid)
+            # Its effects are committed: an outcome that cannot be stored rolls back
+            # what it left uncommitted, and the job ends failed.
+            outcome = self._dqj_store_outcome(
+                job, outcome, failure, cr.rollback, dqj_committing=False
+            )
             self.env.flush_all()
             cr.commit()  # pylint: disable=invalid-commit
-        except Exception as err:
-            # Storing the outcome failed: the job must not stay 'started' with its
-            # lock released, or it would be requeued although it ran.
+        except Exception as err:  # noqa: BLE001
+            # Storing 'started', or committing, failed: the job must not stay
+            # 'started' with its lock released, or it would be requeued although it
+            # may have run.
+            failure = _failure_values(err)
             cr.rollback()  # pylint: disable=invalid-commit
-            _logger.exception("outcome of job %s could not be stored", job.uuid)
-            self.invalidate_recordset()
-            self.write(
-                {"state": FAILED, "dqj_committing": False, **_failure_values(err)}
+            _logger.error(
+                "job %s could not be stored:\n%s", job.uuid, failure["exc_info"]
             )
+            self._dqj_store_failure(job, failure, dqj_committing=False)
             self.env.flush_all()
             cr.commit()  # pylint: disable=invalid-commit
             outcome = FAILED
         finally:
             job_locks.release_running_job(cr, self.id)
+        if outcome == DONE and has_dependents:
+            self._dqj_release_dependents(job)
         return outcome
 
     def _dqj_perform(self, job, scope):
@@ -374,15 +396,71 @@ class QueueJob(models.Model):
         except Exception as err:  # noqa: BLE001
             return FAILED, _failure_values(err)
 
-    def _dqj_store_outcome(self, job, outcome, failure, **extra):
-        """Steps 3 and 4: the outcome on the Job, then stored; a final failure calls
-        the job's on_fail (queue_job 18.0.3+), in a savepoint of its own."""
+    def _dqj_store_outcome(self, job, outcome, failure, rollback, **extra):
+        """Steps 3 and 4: the outcome on the Job, then stored (and flushed: its
+        errors are caught here); a final failure calls the job's on_fail (queue_job
+        18.0.3+), in a savepoint of its own. Returns the outcome stored.
+
+        An outcome that cannot be stored (a value PostgreSQL refuses, a
+        ``_job_store_values`` hook or queue_job's failure message that raises, a
+        constraint) must not stop the queue: ``rollback`` (to the job's savepoint,
+        or the transaction of a job allowed to commit) undoes the job's work and the
+        half-written outcome, and the job ends failed with the storage error."""
         if outcome == FAILED:
             _logger.error("job %s failed:\n%s", job.uuid, failure["exc_info"])
             job.set_failed(**failure)
-        self._dqj_store(job, **extra)
+        try:
+            self._dqj_store(job, **extra)
+            self.env.flush_all()
+        except Exception as err:  # noqa: BLE001
+            stored = _failure_values(err)
+            if outcome == FAILED:
+                # The job's own failure is what its users look for: kept, with
+                # the reason it could not be stored as it was.
+                stored = dict(
+                    failure,
+                    exc_info=f"{failure['exc_info']}\nThis failure could not be "
+                    f"stored as it was:\n{stored['exc_info']}",
+                )
+            rollback()
+            self.env.cr.postcommit.data.pop(TRIGGERED_KEY, None)
+            self.invalidate_recordset()
+            _logger.error(
+                "the outcome (%s) of job %s cannot be stored; the job is rolled back "
+                "and failed:\n%s",
+                outcome,
+                job.uuid,
+                stored["exc_info"],
+            )
+            job.result = None  # possibly what could not be stored
+            self._dqj_store_failure(job, stored, **extra)
+            outcome, failure = FAILED, stored
         if outcome == FAILED:
             self._dqj_on_fail(job, failure)
+        return outcome
+
+    def _dqj_store_failure(self, job, failure, **extra):
+        """Store the job failed with ``failure``, whatever refuses it: through the
+        ORM (queue_job's path, hooks included; a plain write without ``job``, which
+        could not be loaded) in a savepoint, or, when even that fails, through
+        job_locks.store_failure, plain SQL that cannot fail."""
+        if job is not None:
+            job.set_failed(**failure)
+        try:
+            with self.env.cr.savepoint():
+                if job is None:
+                    self.write({"state": FAILED, **extra, **failure})
+                else:
+                    self._dqj_store(job, **extra)
+        except Exception:
+            _logger.exception(
+                "the failure of job %s cannot be stored through the ORM; stored "
+                "without its hooks",
+                job.uuid,
+            )
+            self.env.cr.postcommit.data.pop(TRIGGERED_KEY, None)
+            self.invalidate_recordset()
+            job_locks.store_failure(self.env.cr, self.id, failure)
 
     def _dqj_store(self, job, **extra):
         """Write the Job on this record through queue_job's store path (its values and
@@ -406,14 +484,19 @@ class QueueJob(models.Model):
             _logger.exception("on_fail of job %s failed", job.uuid)
 
     def _dqj_enqueue_dependents(self, job):
-        """Set the jobs waiting on this one to pending, in a savepoint, retried on
-        concurrency errors like queue_job's controller does."""
+        """Set the jobs waiting on this one to pending (queue_job's
+        ``enqueue_waiting``), in a savepoint, retried on concurrency errors like
+        queue_job's controller does; the jobs released get a cron trigger (the SQL
+        creates none)."""
         self.env.flush_all()  # its SQL reads this job's stored state
         for attempt in range(DEPENDS_MAX_TRIES + 1):
             try:
                 with self.env.cr.savepoint():
                     job.enqueue_waiting()
-                return
+                    released = self.env.cr.rowcount
+                    if released:
+                        self._dqj_trigger_now()
+                return released
             except OperationalError as err:
                 if (
                     err.pgcode not in PG_CONCURRENCY_ERRORS_TO_RETRY
@@ -421,6 +504,61 @@ class QueueJob(models.Model):
                 ):
                     raise
                 time.sleep(random.uniform(0.0, 0.05 * 2**attempt))
+
+    def _dqj_release_dependents(self, job):
+        """Release the children of a job whose 'done' is committed, in a fresh
+        transaction, committed (as queue_job's runner does): whichever of a child's
+        parents commits last sees them all done and releases it (see
+        job_locks.release_waiting_children for why not in the parent's own
+        transaction). Idempotent: retried on concurrency errors (two parents
+        releasing one child at once), each try in a fresh transaction; never
+        raises: a child left waiting is released by the runner's sweep."""
+        cr = self.env.cr
+        for attempt in range(DEPENDS_MAX_TRIES + 1):
+            try:
+                job.enqueue_waiting()
+                if cr.rowcount:
+                    self._dqj_trigger_now()
+                self.env.flush_all()
+                cr.commit()  # pylint: disable=invalid-commit
+                return
+            except Exception as err:
+                cr.rollback()  # pylint: disable=invalid-commit
+                if (
+                    not isinstance(err, OperationalError)
+                    or err.pgcode not in PG_CONCURRENCY_ERRORS_TO_RETRY
+                    or attempt == DEPENDS_MAX_TRIES
+                ):
+                    _logger.exception(
+                        "the jobs waiting on job %s could not be released now; the "
+                        "runner's sweep will",
+                        job.uuid,
+                    )
+                    return
+                time.sleep(random.uniform(0.0, 0.05 * 2**attempt))
+
+    @api.model
+    def _dqj_release_waiting_jobs(self):
+        """Jobs waiting on parents that are all done: released (see
+        engine/job_locks.py's release_waiting_children), with a cron trigger.
+        Returns their ids. Run by the runner once a minute; usable on its own."""
+        ids = job_locks.release_waiting_children(self.env.cr)
+        if ids:
+            _logger.warning(
+                "%s job(s) waiting on parents all done released: %s", len(ids), ids
+            )
+            self.invalidate_model(["state"])
+            self._dqj_trigger_now()
+        return ids
+
+    @api.model
+    def _dqj_trigger_now(self):
+        """Trigger the runner crons now, once per transaction (for jobs made
+        pending by SQL, which the ORM's write would have triggered)."""
+        done = self.env.cr.postcommit.data.setdefault(TRIGGERED_KEY, set())
+        if None not in done:
+            done.add(None)
+            self._cron_trigger()
 
     def _dqj_allows_commit(self, job):
         """The job function's "Allow Commit" (queue_job 18.0.3+, or this addon's field

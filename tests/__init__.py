@@ -11,3 +11,5 @@ from . import test_original_compat
 from . import test_neutralize
 from . import test_takeover
 from . import test_watchdog
+from . import test_job_graphs
+from . import test_unstorable_outcomes
