@@ -18,6 +18,12 @@ Which rows, which lock, and why a job cannot run twice:
 - While it holds a job, a runner also holds the transaction-scoped advisory lock
   ``(RUNNING_LOCK_NS, job id)``: other sessions read "running now" from ``pg_locks``
   without a 'started' state ever being committed (a crash would strand it).
+- The acquisition never waits on a lock: rows others hold are skipped, and the
+  'running' lock is tried (``pg_try_advisory_xact_lock``), not waited for, while the
+  row lock is held. A pending job whose 'running' lock another session holds (a job
+  allowed to commit that queue_job's Requeue put back to pending while its worker
+  still runs it) is passed over like a lost race; waiting there would block the
+  runner for the whole job, and deadlock with that worker when it writes its row.
 - Channel capacities are advisory locks too, ``(channel key, slot number)``, held for
   the job's transaction: the number of jobs running at once in a channel never exceeds
   its capacity, across all runners and processes.
@@ -123,10 +129,15 @@ def _compose_acquire_sql(
         conditions.append(SQL("id != ALL(%s)", list(exclude_ids)))
     conditions.extend(_channel_excluded(channel) for channel in exclude_channels)
     conditions.extend(_sequence_kept(channel) for channel in sorted(sequential))
-    # The CTE locks one row; the outer SELECT runs once, for that row only, and takes
-    # the 'running' advisory lock. Ordered as ACQUIRE_INDEX. The job function comes
-    # along for the runner's duration estimate, and ``columns`` for the job's load:
-    # no second query per job.
+    # The CTE locks one row; the outer SELECT runs once, for that row only, and
+    # *tries* the 'running' advisory lock (in the CTE's WHERE it would be tried on
+    # rows scanned and then skipped, and leave them looking "running"). Tried, never
+    # waited for: the row lock is held here, and the session holding the 'running'
+    # lock (a committing job's worker, see the module's docstring) may be about to
+    # write that row: waiting would block this runner for its whole job, or
+    # deadlock. False: lock_job gives the row back and looks further. Ordered as
+    # ACQUIRE_INDEX. The job function comes along for the runner's duration
+    # estimate, and ``columns`` for the job's load: no second query per job.
     return SQL(
         """
         WITH next_job AS (
@@ -136,7 +147,7 @@ def _compose_acquire_sql(
             LIMIT 1
             FOR NO KEY UPDATE SKIP LOCKED
         )
-        SELECT id, channel, channel_method_name, pg_advisory_xact_lock(%s, id),
+        SELECT id, channel, channel_method_name, pg_try_advisory_xact_lock(%s, id),
                now() AT TIME ZONE 'UTC'%s
         FROM next_job
         """,
@@ -152,8 +163,8 @@ _ACQUIRE_NEXT_SQL = {}
 def acquire_sql(
     job_id=None, exclude_channels=(), exclude_ids=(), sequential=(), columns=()
 ):
-    """The acquisition statement; its row: id, channel, channel_method_name, the
-    advisory lock's (empty) result, the transaction's start (UTC), then ``columns``."""
+    """The acquisition statement; its row: id, channel, channel_method_name, whether
+    the 'running' lock was taken, the transaction's start (UTC), then ``columns``."""
     columns = tuple(columns)
     if job_id is None and not exclude_channels and not exclude_ids and not sequential:
         # The hot path, composed once per list of columns.
@@ -219,7 +230,9 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns
     in the transaction here, so a failed attempt rolls it back, and the next attempt
     sees a fresh snapshot. Without, a savepoint keeps the caller's work and the snapshot
     stays: the row that lost the race is looked up (without a lock) and passed over.
-    Either way, rolling back is what releases the row lock when a channel is full.
+    Either way, rolling back is what releases the row lock when a channel is full, or
+    when another session holds the job's 'running' lock (that job is then passed over
+    like a lost race).
 
     ``rules`` (a ChannelRules): its paused channels are never taken from, its
     sequential ones keep their order; its capacities are used when ``capacities`` is
@@ -238,6 +251,8 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns
                 sql = acquire_sql(job_id, paused + blocked, lost, sequential, columns)
                 cr.execute(sql, log_exceptions=False)
                 row = cr.fetchone()
+                if row and not row[3]:
+                    raise _RunningElsewhere(row[0])
                 if row and capacities:
                     full = take_channel_slots(cr, row[1], capacities)
                     if full:
@@ -246,6 +261,11 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns
             if job_id is not None:
                 return Acquired(contended=True)
             blocked.append(full.channel)
+            continue
+        except _RunningElsewhere as running:
+            if job_id is not None:
+                return Acquired(contended=True)
+            lost.append(running.job_id)
             continue
         except TransactionRollbackError:
             _logger.debug("job acquisition lost a race, looking again")
@@ -571,6 +591,14 @@ class _ChannelFull(Exception):
         self.channel = channel
 
 
+class _RunningElsewhere(Exception):
+    """The locked row's 'running' lock is held by another session."""
+
+    def __init__(self, job_id):
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
 class _Attempt:
     """The scope of one acquisition attempt (see lock_job)."""
 
@@ -590,7 +618,7 @@ class _Attempt:
             # Released on success (the lock stays), rolled back on failure.
             return self.savepoint.__exit__(exc_type, exc, tb)
         if exc_type is not None and issubclass(
-            exc_type, TransactionRollbackError | _ChannelFull
+            exc_type, TransactionRollbackError | _ChannelFull | _RunningElsewhere
         ):
             self.cr.rollback()
         return False

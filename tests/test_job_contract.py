@@ -2,8 +2,11 @@
 """Real jobs: commits inside jobs, queue_job's store path and hooks, edge cases of
 the acquisition and of the run."""
 
+import itertools
 import os
 import threading
+import time
+from datetime import timedelta
 from unittest.mock import patch
 
 from odoo.tests import tagged
@@ -12,11 +15,13 @@ from odoo.tools import config, mute_logger
 from odoo.addons.queue_job import exception as queue_job_exception
 from odoo.addons.queue_job.job import Job
 
-from ..engine import job_locks
+from ..engine import job_locks, runner
 from ..engine.scopes import TRIGGERED_KEY
 from ..engine.settings import ChannelRules, http_time_cap, parse_channel_rules
 from ..models import queue_job_actions
+from . import test_concurrency
 from .common import JOB_LOGGER, CommittedQueueCase, QueueJobCase
+from .test_concurrency import START_GATE, finish
 from .tooling import kill, wait_for
 
 COMMIT = "env.cr.commit()"
@@ -200,6 +205,42 @@ class TestAcquisitionRaces(CommittedQueueCase):
             env_a["queue.job"]._acquire_one_job(commit=True)._process(commit=True)
             job = env_b["queue.job"]._acquire_one_job()  # savepoint mode
             self.assertEqual(job.id, jobs.ids[1])
+
+    def test_a_job_running_elsewhere_is_passed_over_without_waiting(self):
+        """A pending job whose 'running' lock another session holds (queue_job's
+        Requeue put a committing job back to pending while its worker runs it):
+        the acquisition neither waits for it nor takes it."""
+        with self.committed() as env:
+            held, free = self.enqueue(2, env=env).ids
+        with self.committed() as worker, self.committed() as env:
+            worker.cr.execute(
+                "SELECT pg_advisory_lock(%s, %s)", [job_locks.RUNNING_LOCK_NS, held]
+            )
+            # Waiting would fail here instead of hanging the test.
+            env.cr.execute("SET lock_timeout = '2s'")
+            env.cr.commit()
+            try:
+                for commit in (True, False):
+                    start = time.monotonic()
+                    job, acquired = env["queue.job"]._dqj_acquire(commit=commit)
+                    self.assertLess(time.monotonic() - start, 1.5, "it did not wait")
+                    self.assertEqual(job.id, free, f"commit={commit}")
+                    env.cr.rollback()
+                    job, acquired = env["queue.job"]._dqj_acquire(held, commit=commit)
+                    self.assertFalse(job)
+                    self.assertTrue(acquired.contended, "it may be pending later")
+                    env.cr.rollback()
+                stats = env["queue.job"]._job_runner(source="manual")
+                self.assertEqual(stats.job_ids, [free])
+                self.assertEqual(stats.stopped_by, "contention")
+            finally:
+                env.cr.rollback()
+                env.cr.execute("RESET lock_timeout")
+                env.cr.commit()
+                worker.cr.execute(
+                    "SELECT pg_advisory_unlock(%s, %s)",
+                    [job_locks.RUNNING_LOCK_NS, held],
+                )
 
 
 RUNNER_SCRIPT = """
