@@ -150,6 +150,37 @@ class TestRunEdges(QueueJobCase):
         self.assertEqual(stats.stopped_by, "contention")
         new = self.env["ir.cron.trigger"].search([]) - before
         self.assertEqual(new.cron_id, self.queue_job._runner_crons())
+        # ... for a few seconds later: while the channel is held, its runner cron
+        # does not rerun back to back (the holder's runner continues at once).
+        self.env.cr.execute("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
+        now = self.env.cr.fetchone()[0]
+        delay = timedelta(seconds=runner.CONTENTION_RETRY_SECONDS - 1)
+        for trigger in new:
+            self.assertGreater(trigger.call_at, now + delay, "no trigger due now")
+
+    def test_a_due_trigger_planned_for_later_does_not_replace_a_continuation(self):
+        """A trigger planned for later sent no NOTIFY: due now, it still waits for
+        its cron worker's next wake-up. A run that processed jobs and leaves work
+        (the one that frees a held channel) wakes the runner crons anyway."""
+        self.enqueue(2)
+        self.env.cr.execute("DELETE FROM ir_cron_trigger")
+        crons = self.queue_job._runner_crons()
+        # What a run that met a full channel left 6 s ago, planned 5 s later.
+        self.env.cr.execute(
+            "INSERT INTO ir_cron_trigger (cron_id, call_at, create_date) "
+            "SELECT id, (now() AT TIME ZONE 'UTC') - interval '1 second', "
+            "(now() AT TIME ZONE 'UTC') - interval '6 seconds' "
+            "FROM ir_cron WHERE id = ANY(%s)",
+            [crons.ids],
+        )
+        stats = self.run_runner(batch_size=1)
+        self.assertEqual((stats.processed, stats.pending_count), (1, 1))
+        self.env.cr.execute(
+            "SELECT cron_id FROM ir_cron_trigger WHERE call_at >= %s "
+            "AND call_at <= clock_timestamp() AT TIME ZONE 'UTC'",
+            [stats.started_at],
+        )
+        self.assertEqual({row[0] for row in self.env.cr.fetchall()}, set(crons.ids))
 
     def test_default_acquisition_keeps_the_callers_work(self):
         self.enqueue(1, channel="root.narrow")
