@@ -31,8 +31,12 @@ Which rows, which lock, and why a job cannot run twice:
   across its own commits, nor make itself wait on one when it writes its own row. Its
   runner takes the *session* advisory lock ``(RUNNING_LOCK_NS, job id)`` and commits the
   job as 'started' (flagged ``dqj_committing``) before running it; nothing takes a
-  started job. The session lock is released after the outcome is committed, or by
-  PostgreSQL when the worker's connection dies. A started, flagged job whose lock nobody
+  started job. It takes its channel slots as session locks too, so that the commit
+  of 'started' does not free them: the job keeps its channel's capacity, and its
+  place in a sequential channel (whose head rule also waits while the channel has
+  such a started job), until its outcome is committed. The session locks are
+  released after the outcome is committed, or by PostgreSQL when the worker's
+  connection dies. A started, flagged job whose lock nobody
   holds therefore belongs to a dead worker: :func:`requeue_dead_committing_jobs` puts it
   back to pending, once (a second sweeper finds it no longer started).
 - queue_job's own jobrunner, if it also runs, must not run a job again after this
@@ -106,15 +110,24 @@ def _sequence_kept(channel):
     """In a sequential channel only its first pending job in queue order may start
     (whether due or not: a later job never overtakes it), and none while the channel
     has a failed job, as in queue_job's own runner. The channel's capacity of 1 (a
-    slot lock) keeps it to one job at a time across runners."""
+    slot lock) keeps it to one job at a time across runners.
+
+    Nor while a job allowed to commit runs in it: committed as 'started', it is no
+    longer pending, so the next job would be the head. Its session slot lock (see
+    hold_running_job) already keeps that one waiting; this keeps the order even if
+    the channel's capacity were raised meanwhile, and keeps the channel waiting while
+    a dead worker's job is started, until the sweep requeues it (it runs first
+    again)."""
     return SQL(
         """(channel IS DISTINCT FROM %(c)s OR (
             id = (SELECT head.id FROM queue_job head
                   WHERE head.state = 'pending' AND head.channel = %(c)s
                   ORDER BY head.priority, head.date_created, head.id LIMIT 1)
-            AND NOT EXISTS (SELECT 1 FROM queue_job failed
-                            WHERE failed.state = 'failed'
-                              AND failed.channel = %(c)s)))""",
+            AND NOT EXISTS (SELECT 1 FROM queue_job held
+                            WHERE held.channel = %(c)s
+                              AND (held.state = 'failed'
+                                   OR (held.state = 'started'
+                                       AND held.dqj_committing)))))""",
         c=channel,
     )
 
@@ -289,17 +302,54 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns
     return Acquired(contended=True)
 
 
-def hold_running_job(cr, job_id):
-    """Take the session-level 'running' lock of a job about to commit mid-run.
+def hold_running_job(cr, job_id, channel=None):
+    """Take the session-level 'running' lock of a job about to commit mid-run, and its
+    channel slots as session locks too; return those slots (``[[key, slot], ...]``)
+    for :func:`release_running_job`.
 
-    Unlike the transaction-level one taken at acquisition, it survives the job's
-    commits; PostgreSQL releases it when the connection ends, however it ends.
+    Unlike the transaction-level ones taken at acquisition, they survive the job's
+    commits: the job keeps its place in its channels (capacity, sequence) until its
+    outcome is committed. PostgreSQL releases them when the connection ends, however
+    it ends: a dead worker holds no slot. The slots are the ones this transaction
+    took for the job (``pg_locks`` of this backend, for the keys of the job's channel
+    and its parents; in a runner that commits, the transaction holds nothing else).
+    No statement here waits: this session already holds each of these locks at
+    transaction level, and advisory locks are re-entrant across levels.
     """
-    cr.execute("SELECT pg_advisory_lock(%s, %s)", (RUNNING_LOCK_NS, job_id))
+    keys = [channel_lock_key(name) for name in channel_chain(channel)]
+    cr.execute(
+        """
+        SELECT pg_advisory_lock(%s, %s), ARRAY(
+            SELECT ARRAY[held.key, held.slot]
+            FROM (SELECT DISTINCT classid::integer AS key, objid::integer AS slot
+                  FROM pg_locks
+                  WHERE locktype = 'advisory' AND granted AND objsubid = 2
+                    AND pid = pg_backend_pid()
+                    AND classid::integer = ANY(%s)) held
+            CROSS JOIN LATERAL pg_advisory_lock(held.key, held.slot)
+            ORDER BY held.key, held.slot)
+        """,
+        (RUNNING_LOCK_NS, job_id, keys),
+    )
+    return cr.fetchone()[1]
 
 
-def release_running_job(cr, job_id):
-    cr.execute("SELECT pg_advisory_unlock(%s, %s)", (RUNNING_LOCK_NS, job_id))
+def release_running_job(cr, job_id, slots=()):
+    """Release what :func:`hold_running_job` took (call it after the outcome's
+    commit: from then on another runner may take the channel's slot)."""
+    cr.execute(
+        """
+        SELECT pg_advisory_unlock(%s, %s), ARRAY(
+            SELECT pg_advisory_unlock(held.key, held.slot)
+            FROM unnest(%s::integer[], %s::integer[]) AS held(key, slot))
+        """,
+        (
+            RUNNING_LOCK_NS,
+            job_id,
+            [key for key, _slot in slots],
+            [slot for _key, slot in slots],
+        ),
+    )
 
 
 def requeue_dead_committing_jobs(cr, message):

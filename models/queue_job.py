@@ -302,12 +302,13 @@ class QueueJob(models.Model):
         return outcome
 
     def _dqj_process_committing(self, job):
-        """A job allowed to commit: committed as 'started' under the session lock of
-        its runner before it runs (so that it can write its own row and commit), its
-        outcome stored and committed after."""
+        """A job allowed to commit: committed as 'started' under the session locks of
+        its runner (its 'running' lock and its channel slots) before it runs (so that
+        it can write its own row and commit), its outcome stored and committed after,
+        then the locks released: until then the job holds its channels."""
         cr = self.env.cr
         has_dependents = bool(self.dependencies.get("reverse_depends_on"))
-        job_locks.hold_running_job(cr, self.id)
+        slots = job_locks.hold_running_job(cr, self.id, self.channel)
         try:
             _mark_started(job)
             self._dqj_store(job, dqj_committing=True)
@@ -338,7 +339,7 @@ class QueueJob(models.Model):
             cr.commit()  # pylint: disable=invalid-commit
             outcome = FAILED
         finally:
-            job_locks.release_running_job(cr, self.id)
+            job_locks.release_running_job(cr, self.id, slots)
         return outcome
 
     def _dqj_perform(self, job, scope):

@@ -281,6 +281,30 @@ print("STATS", stats.processed, stats.done, stats.failed, stats.postponed)
 """
 
 
+# A scheduler calling a runner of one job over and over, until the channel is empty
+# (bounded): with several of them, each job of the channel meets runners trying to
+# start the next one while it runs.
+POLLING_RUNNER_SCRIPT = (
+    f"env.cr.execute('SELECT pg_advisory_xact_lock_shared({START_GATE})')\n"
+    "env.cr.commit()\n"
+    """
+import time
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    env["queue.job"]._job_runner(batch_size=1, max_seconds=300, source="manual")
+    env.cr.commit()
+    env.cr.execute(
+        "SELECT count(*) FROM queue_job WHERE channel = 'root.hardseq' "
+        "AND state IN ('pending', 'started')"
+    )
+    if not env.cr.fetchone()[0]:
+        break
+    env.cr.commit()
+    time.sleep(0.1)
+"""
+)
+
+
 @tagged("post_install", "-at_install")
 class TestCommittingJobs(CommittedQueueCase):
     def setUp(self):
@@ -346,6 +370,94 @@ class TestCommittingJobs(CommittedQueueCase):
             self.assertIn("ZeroDivisionError", job.exc_info)
             self.assertEqual(env["queue.job"].browse(plain.id).state, "done")
             self.assertEqual(len(self.effects(env)), 1, "its commit is kept")
+
+    def _start_gated_runners(self, count, script):
+        """``count`` processes running ``script``, started together once all are
+        ready."""
+        with self.committed() as gate:
+            gate.cr.execute("SELECT pg_advisory_xact_lock(%s)", [START_GATE])
+            procs = [self.start_runner_process(script) for _i in range(count)]
+            wait_for(
+                lambda: (
+                    test_concurrency.TestProcesses.waiting_at_gate(gate.cr) == count
+                ),
+                180,
+                "the runner processes at the start gate",
+            )
+        return procs
+
+    def test_sequential_channel_of_committing_jobs_runs_one_at_a_time(self):
+        """Committed as 'started', a job is no longer pending: it still holds its
+        sequential channel until its outcome is committed."""
+        with self.committed() as env:
+            env["ir.config_parameter"].set_param(
+                "deltatech_queue_job.channels", "root.hardseq:1:sequential"
+            )
+            jobs = self.enqueue_effect_jobs(
+                env,
+                3,
+                body="env.cr.commit()\nenv.cr.execute('SELECT pg_sleep(1.5)')",
+                channel="root.hardseq",
+            )
+            order = jobs.mapped("uuid")
+        for proc in self._start_gated_runners(3, POLLING_RUNNER_SCRIPT):
+            _out, err = finish(proc)
+            self.assertEqual(proc.returncode, 0, err)
+        with self.committed() as env:
+            effects = sorted(self.effects(env), key=lambda effect: effect[2])
+            states = env["queue.job"].browse(jobs.ids).mapped("state")
+        self.assertEqual(states, ["done"] * 3)
+        self.assertEqual([uuid for uuid, *_rest in effects], order, "in queue order")
+        for (_u1, _c1, _s1, end), (_u2, _c2, start, _f2) in itertools.pairwise(effects):
+            self.assertLessEqual(end, start, "two jobs of the channel ran at once")
+
+    def test_committing_job_holds_its_channel_slot_until_its_outcome(self):
+        gate = 0x51D7_0002
+        with self.committed() as env:
+            env["ir.config_parameter"].set_param(
+                "deltatech_queue_job.channels", "root.busy:1"
+            )
+            holder = self.enqueue_effect_jobs(
+                env,
+                1,
+                body=f"env.cr.commit()\n"
+                f"env.cr.execute('SELECT pg_advisory_xact_lock_shared({gate})')",
+                channel="root.busy",
+            )
+            other = self.enqueue_effect_jobs(env, 1, channel="root.busy")
+            holder_uuid, other_uuid = holder.uuid, other.uuid
+        with self.committed() as blocker:
+            blocker.cr.execute("SELECT pg_advisory_xact_lock(%s)", [gate])
+            blocker.cr.execute("SELECT 1")  # held until the block ends
+            proc = self.start_runner_process(RUNNER_SCRIPT)
+            with self.committed() as env:
+
+                def holder_started():
+                    env.cr.rollback()
+                    return self.effects(env)
+
+                wait_for(holder_started, 180, "the committing job's first commit")
+                self.assertEqual(env["queue.job"].browse(holder.id).state, "started")
+                env.cr.execute("SELECT coalesce(max(id), 0) FROM ir_cron_trigger")
+                last_trigger = env.cr.fetchone()[0]
+                stats = env["queue.job"]._job_runner(source="manual")
+                self.assertEqual(stats.processed, 0, "the channel's slot is held")
+                self.assertEqual(stats.stopped_by, "contention")
+                self.assertEqual(env["queue.job"].browse(other.id).state, "pending")
+                env.cr.execute(
+                    "SELECT count(*) FROM ir_cron_trigger WHERE id > %s "
+                    "AND call_at <= clock_timestamp() AT TIME ZONE 'UTC'",
+                    [last_trigger],
+                )
+                self.assertEqual(env.cr.fetchone()[0], 0, "no trigger due now")
+                env.cr.commit()
+        # The gate opens: the holder ends, and its runner takes the other job.
+        out, err = finish(proc)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("STATS 2 2 0 0", out)
+        with self.committed() as env:
+            effects = {uuid: (start, end) for uuid, _c, start, end in self.effects(env)}
+        self.assertLessEqual(effects[holder_uuid][1], effects[other_uuid][0])
 
     def test_killed_worker_requeues_its_committing_job_once(self):
         body = "env.cr.commit()\nenv.cr.execute('SELECT pg_sleep(30)')"
