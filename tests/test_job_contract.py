@@ -459,10 +459,23 @@ class TestCommittingJobs(CommittedQueueCase):
             effects = {uuid: (start, end) for uuid, _c, start, end in self.effects(env)}
         self.assertLessEqual(effects[holder_uuid][1], effects[other_uuid][0])
 
+    @staticmethod
+    def _slot_taken(cr, channel):
+        """Whether some session holds a slot of ``channel``."""
+        cr.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND objsubid = 2 AND classid = %s",
+            [job_locks.channel_lock_key(channel)],
+        )
+        return bool(cr.fetchone()[0])
+
     def test_killed_worker_requeues_its_committing_job_once(self):
         body = "env.cr.commit()\nenv.cr.execute('SELECT pg_sleep(30)')"
         with self.committed() as env:
-            job = self.enqueue_effect_jobs(env, 1, body=body)
+            env["ir.config_parameter"].set_param(
+                "deltatech_queue_job.channels", "root.dying:1"
+            )
+            job = self.enqueue_effect_jobs(env, 1, body=body, channel="root.dying")
             job_uuid = job.uuid
         proc = self.start_runner_process(RUNNER_SCRIPT)
         with self.committed() as observer:
@@ -476,6 +489,7 @@ class TestCommittingJobs(CommittedQueueCase):
             record.invalidate_recordset()
             self.assertEqual(record.state, "started")
             self.assertTrue(record.dqj_running)
+            self.assertTrue(self._slot_taken(observer.cr, "root.dying"))
             self.assertEqual(
                 observer["queue.job"]._dqj_requeue_dead_jobs(),
                 [],
@@ -492,6 +506,9 @@ class TestCommittingJobs(CommittedQueueCase):
             with mute_logger(JOB_LOGGER):
                 uuids = wait_for(requeued, 60, "the dead job's lock")
             self.assertEqual(uuids, [job_uuid])
+            self.assertFalse(
+                self._slot_taken(env.cr, "root.dying"), "its slot went with it"
+            )
             env.cr.commit()
             self.assertEqual(env["queue.job"]._dqj_requeue_dead_jobs(), [], "once")
             record = env["queue.job"].browse(job.id)
