@@ -18,6 +18,12 @@ Which rows, which lock, and why a job cannot run twice:
 - While it holds a job, a runner also holds the transaction-scoped advisory lock
   ``(RUNNING_LOCK_NS, job id)``: other sessions read "running now" from ``pg_locks``
   without a 'started' state ever being committed (a crash would strand it).
+- The acquisition never waits on a lock: rows others hold are skipped, and the
+  'running' lock is tried (``pg_try_advisory_xact_lock``), not waited for, while the
+  row lock is held. A pending job whose 'running' lock another session holds (a job
+  allowed to commit that queue_job's Requeue put back to pending while its worker
+  still runs it) is passed over like a lost race; waiting there would block the
+  runner for the whole job, and deadlock with that worker when it writes its row.
 - Channel capacities are advisory locks too, ``(channel key, slot number)``, held for
   the job's transaction: the number of jobs running at once in a channel never exceeds
   its capacity, across all runners and processes.
@@ -25,8 +31,12 @@ Which rows, which lock, and why a job cannot run twice:
   across its own commits, nor make itself wait on one when it writes its own row. Its
   runner takes the *session* advisory lock ``(RUNNING_LOCK_NS, job id)`` and commits the
   job as 'started' (flagged ``dqj_committing``) before running it; nothing takes a
-  started job. The session lock is released after the outcome is committed, or by
-  PostgreSQL when the worker's connection dies. A started, flagged job whose lock nobody
+  started job. It takes its channel slots as session locks too, so that the commit
+  of 'started' does not free them: the job keeps its channel's capacity, and its
+  place in a sequential channel (whose head rule also waits while the channel has
+  such a started job), until its outcome is committed. The session locks are
+  released after the outcome is committed, or by PostgreSQL when the worker's
+  connection dies. A started, flagged job whose lock nobody
   holds therefore belongs to a dead worker: :func:`requeue_dead_committing_jobs` puts it
   back to pending, once (a second sweeper finds it no longer started).
 - queue_job's own jobrunner, if it also runs, must not run a job again after this
@@ -100,15 +110,24 @@ def _sequence_kept(channel):
     """In a sequential channel only its first pending job in queue order may start
     (whether due or not: a later job never overtakes it), and none while the channel
     has a failed job, as in queue_job's own runner. The channel's capacity of 1 (a
-    slot lock) keeps it to one job at a time across runners."""
+    slot lock) keeps it to one job at a time across runners.
+
+    Nor while a job allowed to commit runs in it: committed as 'started', it is no
+    longer pending, so the next job would be the head. Its session slot lock (see
+    hold_running_job) already keeps that one waiting; this keeps the order even if
+    the channel's capacity were raised meanwhile, and keeps the channel waiting while
+    a dead worker's job is started, until the sweep requeues it (it runs first
+    again)."""
     return SQL(
         """(channel IS DISTINCT FROM %(c)s OR (
             id = (SELECT head.id FROM queue_job head
                   WHERE head.state = 'pending' AND head.channel = %(c)s
                   ORDER BY head.priority, head.date_created, head.id LIMIT 1)
-            AND NOT EXISTS (SELECT 1 FROM queue_job failed
-                            WHERE failed.state = 'failed'
-                              AND failed.channel = %(c)s)))""",
+            AND NOT EXISTS (SELECT 1 FROM queue_job held
+                            WHERE held.channel = %(c)s
+                              AND (held.state = 'failed'
+                                   OR (held.state = 'started'
+                                       AND held.dqj_committing)))))""",
         c=channel,
     )
 
@@ -123,10 +142,15 @@ def _compose_acquire_sql(
         conditions.append(SQL("id != ALL(%s)", list(exclude_ids)))
     conditions.extend(_channel_excluded(channel) for channel in exclude_channels)
     conditions.extend(_sequence_kept(channel) for channel in sorted(sequential))
-    # The CTE locks one row; the outer SELECT runs once, for that row only, and takes
-    # the 'running' advisory lock. Ordered as ACQUIRE_INDEX. The job function comes
-    # along for the runner's duration estimate, and ``columns`` for the job's load:
-    # no second query per job.
+    # The CTE locks one row; the outer SELECT runs once, for that row only, and
+    # *tries* the 'running' advisory lock (in the CTE's WHERE it would be tried on
+    # rows scanned and then skipped, and leave them looking "running"). Tried, never
+    # waited for: the row lock is held here, and the session holding the 'running'
+    # lock (a committing job's worker, see the module's docstring) may be about to
+    # write that row: waiting would block this runner for its whole job, or
+    # deadlock. False: lock_job gives the row back and looks further. Ordered as
+    # ACQUIRE_INDEX. The job function comes along for the runner's duration
+    # estimate, and ``columns`` for the job's load: no second query per job.
     return SQL(
         """
         WITH next_job AS (
@@ -136,7 +160,7 @@ def _compose_acquire_sql(
             LIMIT 1
             FOR NO KEY UPDATE SKIP LOCKED
         )
-        SELECT id, channel, channel_method_name, pg_advisory_xact_lock(%s, id),
+        SELECT id, channel, channel_method_name, pg_try_advisory_xact_lock(%s, id),
                now() AT TIME ZONE 'UTC'%s
         FROM next_job
         """,
@@ -152,8 +176,8 @@ _ACQUIRE_NEXT_SQL = {}
 def acquire_sql(
     job_id=None, exclude_channels=(), exclude_ids=(), sequential=(), columns=()
 ):
-    """The acquisition statement; its row: id, channel, channel_method_name, the
-    advisory lock's (empty) result, the transaction's start (UTC), then ``columns``."""
+    """The acquisition statement; its row: id, channel, channel_method_name, whether
+    the 'running' lock was taken, the transaction's start (UTC), then ``columns``."""
     columns = tuple(columns)
     if job_id is None and not exclude_channels and not exclude_ids and not sequential:
         # The hot path, composed once per list of columns.
@@ -219,7 +243,9 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns
     in the transaction here, so a failed attempt rolls it back, and the next attempt
     sees a fresh snapshot. Without, a savepoint keeps the caller's work and the snapshot
     stays: the row that lost the race is looked up (without a lock) and passed over.
-    Either way, rolling back is what releases the row lock when a channel is full.
+    Either way, rolling back is what releases the row lock when a channel is full, or
+    when another session holds the job's 'running' lock (that job is then passed over
+    like a lost race).
 
     ``rules`` (a ChannelRules): its paused channels are never taken from, its
     sequential ones keep their order; its capacities are used when ``capacities`` is
@@ -238,6 +264,8 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns
                 sql = acquire_sql(job_id, paused + blocked, lost, sequential, columns)
                 cr.execute(sql, log_exceptions=False)
                 row = cr.fetchone()
+                if row and not row[3]:
+                    raise _RunningElsewhere(row[0])
                 if row and capacities:
                     full = take_channel_slots(cr, row[1], capacities)
                     if full:
@@ -246,6 +274,11 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns
             if job_id is not None:
                 return Acquired(contended=True)
             blocked.append(full.channel)
+            continue
+        except _RunningElsewhere as running:
+            if job_id is not None:
+                return Acquired(contended=True)
+            lost.append(running.job_id)
             continue
         except TransactionRollbackError:
             _logger.debug("job acquisition lost a race, looking again")
@@ -269,17 +302,54 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns
     return Acquired(contended=True)
 
 
-def hold_running_job(cr, job_id):
-    """Take the session-level 'running' lock of a job about to commit mid-run.
+def hold_running_job(cr, job_id, channel=None):
+    """Take the session-level 'running' lock of a job about to commit mid-run, and its
+    channel slots as session locks too; return those slots (``[[key, slot], ...]``)
+    for :func:`release_running_job`.
 
-    Unlike the transaction-level one taken at acquisition, it survives the job's
-    commits; PostgreSQL releases it when the connection ends, however it ends.
+    Unlike the transaction-level ones taken at acquisition, they survive the job's
+    commits: the job keeps its place in its channels (capacity, sequence) until its
+    outcome is committed. PostgreSQL releases them when the connection ends, however
+    it ends: a dead worker holds no slot. The slots are the ones this transaction
+    took for the job (``pg_locks`` of this backend, for the keys of the job's channel
+    and its parents; in a runner that commits, the transaction holds nothing else).
+    No statement here waits: this session already holds each of these locks at
+    transaction level, and advisory locks are re-entrant across levels.
     """
-    cr.execute("SELECT pg_advisory_lock(%s, %s)", (RUNNING_LOCK_NS, job_id))
+    keys = [channel_lock_key(name) for name in channel_chain(channel)]
+    cr.execute(
+        """
+        SELECT pg_advisory_lock(%s, %s), ARRAY(
+            SELECT ARRAY[held.key, held.slot]
+            FROM (SELECT DISTINCT classid::integer AS key, objid::integer AS slot
+                  FROM pg_locks
+                  WHERE locktype = 'advisory' AND granted AND objsubid = 2
+                    AND pid = pg_backend_pid()
+                    AND classid::integer = ANY(%s)) held
+            CROSS JOIN LATERAL pg_advisory_lock(held.key, held.slot)
+            ORDER BY held.key, held.slot)
+        """,
+        (RUNNING_LOCK_NS, job_id, keys),
+    )
+    return cr.fetchone()[1]
 
 
-def release_running_job(cr, job_id):
-    cr.execute("SELECT pg_advisory_unlock(%s, %s)", (RUNNING_LOCK_NS, job_id))
+def release_running_job(cr, job_id, slots=()):
+    """Release what :func:`hold_running_job` took (call it after the outcome's
+    commit: from then on another runner may take the channel's slot)."""
+    cr.execute(
+        """
+        SELECT pg_advisory_unlock(%s, %s), ARRAY(
+            SELECT pg_advisory_unlock(held.key, held.slot)
+            FROM unnest(%s::integer[], %s::integer[]) AS held(key, slot))
+        """,
+        (
+            RUNNING_LOCK_NS,
+            job_id,
+            [key for key, _slot in slots],
+            [slot for _key, slot in slots],
+        ),
+    )
 
 
 def requeue_dead_committing_jobs(cr, message):
@@ -659,6 +729,14 @@ class _ChannelFull(Exception):
         self.channel = channel
 
 
+class _RunningElsewhere(Exception):
+    """The locked row's 'running' lock is held by another session."""
+
+    def __init__(self, job_id):
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
 class _Attempt:
     """The scope of one acquisition attempt (see lock_job)."""
 
@@ -678,7 +756,7 @@ class _Attempt:
             # Released on success (the lock stays), rolled back on failure.
             return self.savepoint.__exit__(exc_type, exc, tb)
         if exc_type is not None and issubclass(
-            exc_type, TransactionRollbackError | _ChannelFull
+            exc_type, TransactionRollbackError | _ChannelFull | _RunningElsewhere
         ):
             self.cr.rollback()
         return False

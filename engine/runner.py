@@ -25,6 +25,14 @@ STOP_TIME = "time"
 # Nothing could be locked, but only because other runners were taking those jobs (or
 # their channels were full): work may be left, so a trigger is left too.
 STOP_CONTENTION = "contention"
+# A run stopped by contention that processed nothing met only full channels (or jobs
+# other runners were taking): whoever holds them leaves its own continuation when it
+# ends with work left (a trigger due now). Such a run's own continuation comes this
+# many seconds later instead: a runner cron meeting a channel held by a long job
+# reruns at most 60 / 5 = 12 times a minute, not back to back (hundreds of runs a
+# minute). A trigger for later sends no NOTIFY, so it usually runs at the cron
+# worker's next wake-up: another trigger due now, or its poll, once a minute.
+CONTENTION_RETRY_SECONDS = 5
 # Something raised out of the loop (not a job: jobs fail alone); the run is recorded.
 STOP_ERROR = "error"
 
@@ -77,6 +85,15 @@ class RunStats:
         values.pop("started_at")
         values["time_elapsed"] = round(self.time_elapsed, 3)
         return values
+
+
+def continuation_delay(stats):
+    """Seconds from the end of the run ``stats`` to the runner crons' next pass, when
+    work is left: at once, except after a run that met only jobs it could not take
+    (see CONTENTION_RETRY_SECONDS)."""
+    if stats.stopped_by == STOP_CONTENTION and not stats.processed:
+        return CONTENTION_RETRY_SECONDS
+    return 0
 
 
 class BudgetedRunner:

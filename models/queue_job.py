@@ -18,7 +18,12 @@ from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.job import CANCELLED, DONE, FAILED, PENDING, STARTED, Job
 
 from ..engine import job_locks
-from ..engine.runner import POSTPONED, STOP_BATCH, BudgetedRunner
+from ..engine.runner import (
+    POSTPONED,
+    STOP_BATCH,
+    BudgetedRunner,
+    continuation_delay,
+)
 from ..engine.scopes import TRIGGERED_KEY, guarded_savepoint, rollback_on_error
 from ..engine.settings import BOUNDS, read_settings
 from ..engine.watchdog import cron_watchdog
@@ -320,11 +325,13 @@ class QueueJob(models.Model):
         return outcome
 
     def _dqj_process_committing(self, job, has_dependents=False):
-        """A job allowed to commit: committed as 'started' under the session lock of
-        its runner before it runs (so that it can write its own row and commit), its
-        outcome stored and committed after, then its children released."""
+        """A job allowed to commit: committed as 'started' under the session locks of
+        its runner (its 'running' lock and its channel slots) before it runs (so that
+        it can write its own row and commit), its outcome stored and committed after,
+        then the locks released (until then the job holds its channels), then its
+        children released."""
         cr = self.env.cr
-        job_locks.hold_running_job(cr, self.id)
+        slots = job_locks.hold_running_job(cr, self.id, self.channel)
         try:
             _mark_started(job)
             self._dqj_store(job, dqj_committing=True)
@@ -353,7 +360,7 @@ class QueueJob(models.Model):
             cr.commit()  # pylint: disable=invalid-commit
             outcome = FAILED
         finally:
-            job_locks.release_running_job(cr, self.id)
+            job_locks.release_running_job(cr, self.id, slots)
         if outcome == DONE and has_dependents:
             self._dqj_release_dependents(job)
         return outcome
@@ -663,7 +670,7 @@ class QueueJob(models.Model):
         stats.pending_count, stats.pending_estimated = self._dqj_count_pending()
         in_cron = bool(self.env.context.get("ir_cron_progress_id"))
         if stats.pending_count and stats.stopped_by != "empty":
-            self._cron_continue(since=stats.started_at)
+            self._cron_continue(since=stats.started_at, delay=continuation_delay(stats))
         if in_cron:
             # Reporting remaining work makes Odoo call the runner again at once (up to
             # 10 times, same worker, same heartbeat) -- only when the batch ended by
@@ -738,9 +745,10 @@ class QueueJob(models.Model):
         return outcome
 
     @api.model
-    def _cron_continue(self, since=None):
-        """Make every active runner cron go on with the queue now, in a fresh pass,
-        unless a trigger that does so already waits; returns the crons triggered.
+    def _cron_continue(self, since=None, delay=0):
+        """Make every active runner cron go on with the queue now (or ``delay``
+        seconds from now), in a fresh pass, unless a trigger that does so already
+        waits; returns the crons triggered.
 
         A cron run that ends "fully done" deletes its triggers planned before the
         start of its own transaction (``ir.cron._reschedule_later``). So, for the cron
@@ -755,6 +763,13 @@ class QueueJob(models.Model):
         ``ir.cron._trigger()`` rounds "now" down to the second, which a cron run
         younger than a second would delete.
 
+        A trigger due now counts only if it was due when it was created (up to a
+        second: Odoo's ``_trigger()`` rounds): only those sent a NOTIFY. One planned
+        for later (an eta's, or a ``delay``'s) sent none: due now, it still waits for
+        its cron worker's next wake-up, up to a minute away. With ``delay``, a trigger
+        planned between now and then is enough (the same wake-up runs it), and no
+        NOTIFY is sent: nothing is due now.
+
         One statement, whatever the backlog and the number of runners; the NOTIFY
         that ``ir.cron._trigger`` sends for a trigger due now wakes the cron workers.
         """
@@ -764,28 +779,34 @@ class QueueJob(models.Model):
                 WITH runner AS (
                     SELECT id FROM ir_cron WHERE dqj_queue_runner AND active
                 ), moment AS (
-                    SELECT clock_timestamp() AT TIME ZONE 'UTC' AS now
+                    SELECT now, now + make_interval(secs => %(delay)s) AS at
+                    FROM (SELECT clock_timestamp() AT TIME ZONE 'UTC' AS now) clock
                 )
                 INSERT INTO ir_cron_trigger
                     (cron_id, call_at, create_uid, write_uid, create_date, write_date)
-                SELECT runner.id, moment.now, %(uid)s, %(uid)s, moment.now, moment.now
+                SELECT runner.id, moment.at, %(uid)s, %(uid)s, moment.now, moment.now
                 FROM runner, moment
                 WHERE NOT EXISTS (
                     SELECT 1 FROM ir_cron_trigger waiting
                     WHERE waiting.cron_id = runner.id
-                      AND waiting.call_at <= moment.now
+                      AND waiting.call_at <= moment.at
+                      AND (waiting.call_at > moment.now
+                           OR waiting.call_at
+                              <= waiting.create_date + interval '1 second')
                       AND (runner.id IS DISTINCT FROM %(own)s
-                           OR waiting.call_at >= %(since)s::timestamp)
+                           OR waiting.call_at
+                              >= COALESCE(%(since)s::timestamp, moment.now))
                 )
                 RETURNING cron_id
                 """,
                 uid=self.env.uid,
                 own=self.env.context.get("cron_id"),
                 since=since,
+                delay=delay,
             )
         )
         crons = self.env["ir.cron"].browse(row[0] for row in self.env.cr.fetchall())
-        if crons:
+        if crons and not delay:
             self.env.cr.postcommit.add(crons[:1].sudo()._notifydb)
         return crons
 

@@ -2,8 +2,11 @@
 """Real jobs: commits inside jobs, queue_job's store path and hooks, edge cases of
 the acquisition and of the run."""
 
+import itertools
 import os
 import threading
+import time
+from datetime import timedelta
 from unittest.mock import patch
 
 from odoo.tests import tagged
@@ -12,11 +15,13 @@ from odoo.tools import config, mute_logger
 from odoo.addons.queue_job import exception as queue_job_exception
 from odoo.addons.queue_job.job import Job
 
-from ..engine import job_locks
+from ..engine import job_locks, runner
 from ..engine.scopes import TRIGGERED_KEY
 from ..engine.settings import ChannelRules, http_time_cap, parse_channel_rules
 from ..models import queue_job_actions
+from . import test_concurrency
 from .common import JOB_LOGGER, CommittedQueueCase, QueueJobCase
+from .test_concurrency import START_GATE, finish
 from .tooling import kill, wait_for
 
 COMMIT = "env.cr.commit()"
@@ -145,6 +150,37 @@ class TestRunEdges(QueueJobCase):
         self.assertEqual(stats.stopped_by, "contention")
         new = self.env["ir.cron.trigger"].search([]) - before
         self.assertEqual(new.cron_id, self.queue_job._runner_crons())
+        # ... for a few seconds later: while the channel is held, its runner cron
+        # does not rerun back to back (the holder's runner continues at once).
+        self.env.cr.execute("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
+        now = self.env.cr.fetchone()[0]
+        delay = timedelta(seconds=runner.CONTENTION_RETRY_SECONDS - 1)
+        for trigger in new:
+            self.assertGreater(trigger.call_at, now + delay, "no trigger due now")
+
+    def test_a_due_trigger_planned_for_later_does_not_replace_a_continuation(self):
+        """A trigger planned for later sent no NOTIFY: due now, it still waits for
+        its cron worker's next wake-up. A run that processed jobs and leaves work
+        (the one that frees a held channel) wakes the runner crons anyway."""
+        self.enqueue(2)
+        self.env.cr.execute("DELETE FROM ir_cron_trigger")
+        crons = self.queue_job._runner_crons()
+        # What a run that met a full channel left 6 s ago, planned 5 s later.
+        self.env.cr.execute(
+            "INSERT INTO ir_cron_trigger (cron_id, call_at, create_date) "
+            "SELECT id, (now() AT TIME ZONE 'UTC') - interval '1 second', "
+            "(now() AT TIME ZONE 'UTC') - interval '6 seconds' "
+            "FROM ir_cron WHERE id = ANY(%s)",
+            [crons.ids],
+        )
+        stats = self.run_runner(batch_size=1)
+        self.assertEqual((stats.processed, stats.pending_count), (1, 1))
+        self.env.cr.execute(
+            "SELECT cron_id FROM ir_cron_trigger WHERE call_at >= %s "
+            "AND call_at <= clock_timestamp() AT TIME ZONE 'UTC'",
+            [stats.started_at],
+        )
+        self.assertEqual({row[0] for row in self.env.cr.fetchall()}, set(crons.ids))
 
     def test_default_acquisition_keeps_the_callers_work(self):
         self.enqueue(1, channel="root.narrow")
@@ -201,12 +237,72 @@ class TestAcquisitionRaces(CommittedQueueCase):
             job = env_b["queue.job"]._acquire_one_job()  # savepoint mode
             self.assertEqual(job.id, jobs.ids[1])
 
+    def test_a_job_running_elsewhere_is_passed_over_without_waiting(self):
+        """A pending job whose 'running' lock another session holds (queue_job's
+        Requeue put a committing job back to pending while its worker runs it):
+        the acquisition neither waits for it nor takes it."""
+        with self.committed() as env:
+            held, free = self.enqueue(2, env=env).ids
+        with self.committed() as worker, self.committed() as env:
+            worker.cr.execute(
+                "SELECT pg_advisory_lock(%s, %s)", [job_locks.RUNNING_LOCK_NS, held]
+            )
+            # Waiting would fail here instead of hanging the test.
+            env.cr.execute("SET lock_timeout = '2s'")
+            env.cr.commit()
+            try:
+                for commit in (True, False):
+                    start = time.monotonic()
+                    job, acquired = env["queue.job"]._dqj_acquire(commit=commit)
+                    self.assertLess(time.monotonic() - start, 1.5, "it did not wait")
+                    self.assertEqual(job.id, free, f"commit={commit}")
+                    env.cr.rollback()
+                    job, acquired = env["queue.job"]._dqj_acquire(held, commit=commit)
+                    self.assertFalse(job)
+                    self.assertTrue(acquired.contended, "it may be pending later")
+                    env.cr.rollback()
+                stats = env["queue.job"]._job_runner(source="manual")
+                self.assertEqual(stats.job_ids, [free])
+                self.assertEqual(stats.stopped_by, "contention")
+            finally:
+                env.cr.rollback()
+                env.cr.execute("RESET lock_timeout")
+                env.cr.commit()
+                worker.cr.execute(
+                    "SELECT pg_advisory_unlock(%s, %s)",
+                    [job_locks.RUNNING_LOCK_NS, held],
+                )
+
 
 RUNNER_SCRIPT = """
 stats = env["queue.job"]._job_runner(batch_size=1000, max_seconds=300, source="manual")
 env.cr.commit()
 print("STATS", stats.processed, stats.done, stats.failed, stats.postponed)
 """
+
+
+# A scheduler calling a runner of one job over and over, until the channel is empty
+# (bounded): with several of them, each job of the channel meets runners trying to
+# start the next one while it runs.
+POLLING_RUNNER_SCRIPT = (
+    f"env.cr.execute('SELECT pg_advisory_xact_lock_shared({START_GATE})')\n"
+    "env.cr.commit()\n"
+    """
+import time
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    env["queue.job"]._job_runner(batch_size=1, max_seconds=300, source="manual")
+    env.cr.commit()
+    env.cr.execute(
+        "SELECT count(*) FROM queue_job WHERE channel = 'root.hardseq' "
+        "AND state IN ('pending', 'started')"
+    )
+    if not env.cr.fetchone()[0]:
+        break
+    env.cr.commit()
+    time.sleep(0.1)
+"""
+)
 
 
 @tagged("post_install", "-at_install")
@@ -275,10 +371,111 @@ class TestCommittingJobs(CommittedQueueCase):
             self.assertEqual(env["queue.job"].browse(plain.id).state, "done")
             self.assertEqual(len(self.effects(env)), 1, "its commit is kept")
 
+    def _start_gated_runners(self, count, script):
+        """``count`` processes running ``script``, started together once all are
+        ready."""
+        with self.committed() as gate:
+            gate.cr.execute("SELECT pg_advisory_xact_lock(%s)", [START_GATE])
+            procs = [self.start_runner_process(script) for _i in range(count)]
+            wait_for(
+                lambda: (
+                    test_concurrency.TestProcesses.waiting_at_gate(gate.cr) == count
+                ),
+                180,
+                "the runner processes at the start gate",
+            )
+        return procs
+
+    def test_sequential_channel_of_committing_jobs_runs_one_at_a_time(self):
+        """Committed as 'started', a job is no longer pending: it still holds its
+        sequential channel until its outcome is committed."""
+        with self.committed() as env:
+            env["ir.config_parameter"].set_param(
+                "deltatech_queue_job.channels", "root.hardseq:1:sequential"
+            )
+            jobs = self.enqueue_effect_jobs(
+                env,
+                3,
+                body="env.cr.commit()\nenv.cr.execute('SELECT pg_sleep(1.5)')",
+                channel="root.hardseq",
+            )
+            order = jobs.mapped("uuid")
+        for proc in self._start_gated_runners(3, POLLING_RUNNER_SCRIPT):
+            _out, err = finish(proc)
+            self.assertEqual(proc.returncode, 0, err)
+        with self.committed() as env:
+            effects = sorted(self.effects(env), key=lambda effect: effect[2])
+            states = env["queue.job"].browse(jobs.ids).mapped("state")
+        self.assertEqual(states, ["done"] * 3)
+        self.assertEqual([uuid for uuid, *_rest in effects], order, "in queue order")
+        for (_u1, _c1, _s1, end), (_u2, _c2, start, _f2) in itertools.pairwise(effects):
+            self.assertLessEqual(end, start, "two jobs of the channel ran at once")
+
+    def test_committing_job_holds_its_channel_slot_until_its_outcome(self):
+        gate = 0x51D7_0002
+        with self.committed() as env:
+            env["ir.config_parameter"].set_param(
+                "deltatech_queue_job.channels", "root.busy:1"
+            )
+            holder = self.enqueue_effect_jobs(
+                env,
+                1,
+                body=f"env.cr.commit()\n"
+                f"env.cr.execute('SELECT pg_advisory_xact_lock_shared({gate})')",
+                channel="root.busy",
+            )
+            other = self.enqueue_effect_jobs(env, 1, channel="root.busy")
+            holder_uuid, other_uuid = holder.uuid, other.uuid
+        with self.committed() as blocker:
+            blocker.cr.execute("SELECT pg_advisory_xact_lock(%s)", [gate])
+            blocker.cr.execute("SELECT 1")  # held until the block ends
+            proc = self.start_runner_process(RUNNER_SCRIPT)
+            with self.committed() as env:
+
+                def holder_started():
+                    env.cr.rollback()
+                    return self.effects(env)
+
+                wait_for(holder_started, 180, "the committing job's first commit")
+                self.assertEqual(env["queue.job"].browse(holder.id).state, "started")
+                env.cr.execute("SELECT coalesce(max(id), 0) FROM ir_cron_trigger")
+                last_trigger = env.cr.fetchone()[0]
+                stats = env["queue.job"]._job_runner(source="manual")
+                self.assertEqual(stats.processed, 0, "the channel's slot is held")
+                self.assertEqual(stats.stopped_by, "contention")
+                self.assertEqual(env["queue.job"].browse(other.id).state, "pending")
+                env.cr.execute(
+                    "SELECT count(*) FROM ir_cron_trigger WHERE id > %s "
+                    "AND call_at <= clock_timestamp() AT TIME ZONE 'UTC'",
+                    [last_trigger],
+                )
+                self.assertEqual(env.cr.fetchone()[0], 0, "no trigger due now")
+                env.cr.commit()
+        # The gate opens: the holder ends, and its runner takes the other job.
+        out, err = finish(proc)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("STATS 2 2 0 0", out)
+        with self.committed() as env:
+            effects = {uuid: (start, end) for uuid, _c, start, end in self.effects(env)}
+        self.assertLessEqual(effects[holder_uuid][1], effects[other_uuid][0])
+
+    @staticmethod
+    def _slot_taken(cr, channel):
+        """Whether some session holds a slot of ``channel``."""
+        cr.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND objsubid = 2 AND classid = %s",
+            [job_locks.channel_lock_key(channel)],
+        )
+        return bool(cr.fetchone()[0])
+
     def test_killed_worker_requeues_its_committing_job_once(self):
         body = "env.cr.commit()\nenv.cr.execute('SELECT pg_sleep(30)')"
         with self.committed() as env:
-            job = self.enqueue_effect_jobs(env, 1, body=body)
+            env["ir.config_parameter"].set_param(
+                "deltatech_queue_job.channels", "root.dying:1"
+            )
+            job = self.enqueue_effect_jobs(env, 1, body=body, channel="root.dying")
             job_uuid = job.uuid
         proc = self.start_runner_process(RUNNER_SCRIPT)
         with self.committed() as observer:
@@ -292,6 +489,7 @@ class TestCommittingJobs(CommittedQueueCase):
             record.invalidate_recordset()
             self.assertEqual(record.state, "started")
             self.assertTrue(record.dqj_running)
+            self.assertTrue(self._slot_taken(observer.cr, "root.dying"))
             self.assertEqual(
                 observer["queue.job"]._dqj_requeue_dead_jobs(),
                 [],
@@ -308,6 +506,9 @@ class TestCommittingJobs(CommittedQueueCase):
             with mute_logger(JOB_LOGGER):
                 uuids = wait_for(requeued, 60, "the dead job's lock")
             self.assertEqual(uuids, [job_uuid])
+            self.assertFalse(
+                self._slot_taken(env.cr, "root.dying"), "its slot went with it"
+            )
             env.cr.commit()
             self.assertEqual(env["queue.job"]._dqj_requeue_dead_jobs(), [], "once")
             record = env["queue.job"].browse(job.id)
