@@ -52,7 +52,8 @@ def create_table(cr):
             "CREATE TABLE IF NOT EXISTS %s ("
             " job_id integer PRIMARY KEY REFERENCES queue_job (id) ON DELETE CASCADE,"
             " tries integer NOT NULL,"
-            " eta timestamp)",
+            " eta timestamp,"
+            " owner integer)",
             SQL.identifier(ATTEMPT_TABLE),
         )
     )
@@ -85,20 +86,25 @@ def sweep(cr):
 # The attempt of %(job)s starts; the previous job of this log (%(previous)s) ended.
 # The CTE's set_config is evaluated (it is read by the INSERT) and lasts until this
 # statement's own commit, which is asynchronous; the DELETE always runs.
+# Only a row this connection wrote (``owner``) is deleted: a postponed job that is due
+# again may already be another runner's attempt.
 _START_SQL = """
     WITH ended AS (
-        DELETE FROM {table} WHERE job_id = %(previous)s AND job_id <> %(job)s
+        DELETE FROM {table}
+        WHERE job_id = %(previous)s AND job_id <> %(job)s
+          AND owner = pg_backend_pid()
     ), asynchronous AS (
         SELECT set_config('synchronous_commit', 'off', true) AS setting
     )
-    INSERT INTO {table} AS attempt (job_id, tries, eta)
-    SELECT %(job)s, 1, %(eta)s::timestamp FROM asynchronous
+    INSERT INTO {table} AS attempt (job_id, tries, eta, owner)
+    SELECT %(job)s, 1, %(eta)s::timestamp, pg_backend_pid() FROM asynchronous
     ON CONFLICT (job_id) DO UPDATE SET
         tries = CASE
             WHEN attempt.job_id = %(previous)s
                  OR attempt.eta IS DISTINCT FROM EXCLUDED.eta THEN 1
             ELSE attempt.tries + 1 END,
-        eta = EXCLUDED.eta
+        eta = EXCLUDED.eta,
+        owner = EXCLUDED.owner
     RETURNING tries
 """
 
@@ -144,7 +150,7 @@ class AttemptLog:
             if self._previous is not None:
                 cr.execute(
                     SQL(
-                        "DELETE FROM %s WHERE job_id = %s",
+                        "DELETE FROM %s WHERE job_id = %s AND owner = pg_backend_pid()",
                         SQL.identifier(ATTEMPT_TABLE),
                         self._previous,
                     )

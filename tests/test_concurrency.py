@@ -302,6 +302,7 @@ class TestProcesses(CommittedQueueCase):
                 max_retries=2,
             )
             neighbour = self.enqueue_effect_jobs(env, 1, priority=5)
+            neighbour_uuid = neighbour.uuid
         for death in (1, 2):
             proc = self.start_runner_process(RUNNER_SCRIPT)
             with self.committed() as env:
@@ -345,7 +346,7 @@ class TestProcesses(CommittedQueueCase):
             self.assertEqual(env["queue.job"].browse(neighbour.id).state, "done")
             self.assertEqual(
                 [row[0] for row in self.effects(env)],
-                [neighbour.uuid],
+                [neighbour_uuid],
                 "the poison job never ran to its end",
             )
             self.assertFalse(self._attempts_started(env, poison.id))
