@@ -308,6 +308,8 @@ lifecycle_check() {
 module = env["ir.module.module"].search([("name", "=", "deltatech_queue_job")])
 env.cr.execute("SELECT tgname FROM pg_trigger WHERE tgname LIKE 'deltatech_queue_job%'")
 assert env.cr.fetchall(), "the enqueue guard was not installed"
+env.cr.execute("SELECT to_regclass('dqj_job_attempt')")
+assert env.cr.fetchone()[0], "the attempts table was not installed"
 module.button_immediate_uninstall()
 env.cr.commit()
 module.invalidate_recordset()
@@ -322,6 +324,8 @@ env.cr.execute("SELECT tgname FROM pg_trigger WHERE tgname LIKE 'deltatech_queue
 assert not env.cr.fetchall(), "trigger left behind"
 env.cr.execute("SELECT proname FROM pg_proc WHERE proname LIKE 'deltatech_queue_job%'")
 assert not env.cr.fetchall(), "function left behind"
+env.cr.execute("SELECT relname FROM pg_class WHERE relname LIKE 'dqj%' OR relname LIKE 'deltatech_queue_job%'")
+assert not env.cr.fetchall(), "table, index or sequence left behind"
 # queue_job's jobrunner checks its notification trigger the same way (one per event).
 env.cr.execute("SELECT count(*) FROM information_schema.triggers WHERE trigger_name = 'queue_job_notify'")
 assert env.cr.fetchone()[0] == 3, "queue_job's own trigger was touched"

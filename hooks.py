@@ -2,6 +2,7 @@
 
 import logging
 
+from .engine.attempts import drop_table as drop_attempt_table
 from .engine.job_locks import drop_acquire_index, drop_enqueue_guard
 from .engine.settings import queue_job_runner_in_this_server
 from .takeover import absorb_cron_jobrunner
@@ -31,7 +32,8 @@ def pre_init_hook(env):
 
 
 def uninstall_hook(env):
-    """Drop what init() created and the ORM does not know: the acquire index and the
-    enqueue guard (trigger and function)."""
+    """Drop what init() created and the ORM does not know: the acquire index, the
+    enqueue guard (trigger and function) and the table of attempts."""
     drop_acquire_index(env.cr)
     drop_enqueue_guard(env.cr)
+    drop_attempt_table(env.cr)

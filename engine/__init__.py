@@ -4,9 +4,12 @@
 ``models/`` and ``controllers/`` import from here; nothing here imports them back.
 
 - :mod:`.job_locks`: every SQL statement that takes or reads a lock on jobs;
+- :mod:`.attempts`: tries of jobs whose worker died, counted outside their
+  transaction;
 - :mod:`.runner`: the budgeted loop every entry point goes through;
 - :mod:`.settings`: defaults, bounds and the reading of the runner's parameters;
-- :mod:`.watchdog`: when Odoo's watchdog would kill the worker running a cron;
+- :mod:`.watchdog`: when Odoo's watchdog would kill the worker running a cron, and
+  the CPU time limit any process;
 - :mod:`.api_key`: the external API's key, hashed;
 - :mod:`.throttle`: brute-force damping of the external API.
 """

@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 
+from .attempts import AttemptLog
 from .settings import check_int
 
 _logger = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ STOP_CONTENTION = "contention"
 CONTENTION_RETRY_SECONDS = 5
 # Something raised out of the loop (not a job: jobs fail alone); the run is recorded.
 STOP_ERROR = "error"
+# A job was failed because its worker died while running it, too many times (see
+# queue.job._dqj_fail_after_deaths): the run ends there, so that a cron pass that
+# fails poison jobs ends as a success; the trigger it leaves runs the jobs behind.
+STOP_WORKER_DIED = "worker_died"
 
 # Seconds between two looks, per process and database, for jobs allowed to commit
 # whose worker died while they ran (queue.job._dqj_requeue_dead_jobs), and for jobs
@@ -147,6 +152,7 @@ class BudgetedRunner:
         self._contended = False
         # The last job processed waits for _finish's commit (see _loop).
         self._last_uncommitted = False
+        self.attempt_log = None  # see run()
 
     def run(self):
         stats = RunStats(source=self.source)
@@ -157,21 +163,32 @@ class BudgetedRunner:
         self._sweep_dead_jobs(start)
         if self.async_commit:
             self.model._set_synchronous_commit(False)
+        # Plain jobs' attempts, counted outside their transaction (engine/attempts.py);
+        # only when each job is committed: a caller's transaction may roll them back
+        # for reasons of its own, and other connections do not see its jobs.
+        self.attempt_log = AttemptLog(self.model.env.cr.dbname) if self.commit else None
         try:
-            self._loop(stats, deadline)
-        except BaseException:
-            # Whatever raised, the session gets its synchronous commits back and the
-            # run is recorded (the exception still reaches the caller).
-            if self.commit:
-                self.model.env.cr.rollback()
-            stats.stopped_by = STOP_ERROR
             try:
-                self._finish(stats, start, failed_run=True)
-            except Exception:
-                # The caller reports the original error; this one is its shadow.
-                _logger.warning("the failed run could not be recorded", exc_info=True)
-            raise
-        self._finish(stats, start)
+                self._loop(stats, deadline)
+            except BaseException:
+                # Whatever raised, the session gets its synchronous commits back and
+                # the run is recorded (the exception still reaches the caller).
+                if self.commit:
+                    self.model.env.cr.rollback()
+                stats.stopped_by = STOP_ERROR
+                try:
+                    self._finish(stats, start, failed_run=True)
+                except Exception:
+                    # The caller reports the original error; this one is its shadow.
+                    _logger.warning(
+                        "the failed run could not be recorded", exc_info=True
+                    )
+                raise
+            self._finish(stats, start)
+        finally:
+            # After the last job's commit (_finish): its attempt has ended.
+            if self.attempt_log is not None:
+                self.attempt_log.close()
         return stats
 
     def _sweep_dead_jobs(self, now):
@@ -224,13 +241,19 @@ class BudgetedRunner:
                 and not job._dqj_has_dependents()
             )
             outcome = job._process(
-                commit=self.commit, commit_later=self._last_uncommitted
+                commit=self.commit,
+                commit_later=self._last_uncommitted,
+                attempt_log=self.attempt_log,
             )
+            stats.job_ids.append(job.id)
+            stats.count(outcome)
+            if self.attempt_log is not None and self.attempt_log.worker_died:
+                # Not run: no duration to learn.
+                stats.stopped_by = STOP_WORKER_DIED
+                break
             duration = time.monotonic() - job_start
             self.busy += duration
             stats.durations[function] = max(duration, stats.durations.get(function, 0))
-            stats.job_ids.append(job.id)
-            stats.count(outcome)
         if selection:
             stats.left = len(selection)
 

@@ -20,9 +20,23 @@ been in a pass for more than ``limit_time_real_cron`` (``limit_time_real`` when 
 
 Anywhere else (a shell, a test calling the cron machinery) no watchdog is known:
 :func:`cron_watchdog` returns None.
+
+**CPU time** (``limit_time_cpu``). Every prefork worker, HTTP and cron alike, sets
+its soft ``RLIMIT_CPU`` to the CPU time it has used plus ``limit_time_cpu`` in
+``Worker.check_limits``, once per loop (per request for an HTTP worker, per pass for
+a cron worker). Past it the kernel sends SIGXCPU, and the worker exits (its handler
+raises in the main thread, which ``Worker.run`` turns into an exit); past the hard
+limit, SIGKILL. The threaded server sets no such limit. :func:`cpu_watchdog` reads
+the limit the process really has, whoever set it: CPU time cannot run faster than
+the wall clock for the one thread running a job, so the CPU seconds left, less the
+margin of :func:`~.settings.limit_cap`, are a wall deadline that comes no later than
+the signal. (A job burning CPU on several threads at once can use it faster; the
+margin is the only allowance for that.) :func:`process_watchdog` is the earlier of
+the two, for every run, not only the cron's.
 """
 
 import os
+import resource
 import threading
 import time
 from typing import NamedTuple
@@ -32,7 +46,7 @@ import psutil
 from odoo.service import server as odoo_server
 from odoo.tools import config
 
-from .settings import limit_cap
+from .settings import LIMIT_MARGIN_MIN, LIMIT_MARGIN_RATIO, limit_cap
 
 # (pid, time.monotonic()) of this process's last watchdog ping; the pid tells a ping
 # of this process from one inherited from the master (a fork copies this global).
@@ -149,6 +163,51 @@ def cron_watchdog():
     """The :class:`Watchdog` over a runner started by the cron in this thread, or
     None."""
     return watchdog_after(*cron_heartbeat())
+
+
+def cpu_watchdog_after(soft_limit, used, now, limit=None):
+    """The :class:`Watchdog` of a process whose soft ``RLIMIT_CPU`` is
+    ``soft_limit`` CPU seconds, of which it used ``used``, at ``now`` (monotonic).
+
+    ``limit``: the CPU seconds each unit of work gets (prefork's
+    ``limit_time_cpu``), which sizes the margin (as :func:`~.settings.limit_cap`
+    does) and the budget; when unknown or 0, the seconds left. The deadline is the
+    seconds left less the margin, already passed when the margin is the larger."""
+    left = soft_limit - used
+    if not limit or limit <= 0:
+        limit = max(left, 0)
+    margin = max(LIMIT_MARGIN_MIN, limit * LIMIT_MARGIN_RATIO)
+    return Watchdog(now + left - margin, max(limit - margin, 0))
+
+
+def cpu_watchdog():
+    """The :class:`Watchdog` of this process's CPU time limit, or None when it has
+    none."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return cpu_watchdog_after(
+        soft,
+        usage.ru_utime + usage.ru_stime,
+        time.monotonic(),
+        config["limit_time_cpu"],
+    )
+
+
+def process_watchdog(in_cron):
+    """The earlier of the watchdogs over a run in this thread: the cron's (when
+    ``in_cron``) and the CPU time limit's, or None when neither applies."""
+    watchdogs = [cpu_watchdog()]
+    if in_cron:
+        watchdogs.append(cron_watchdog())
+    watchdogs = [watchdog for watchdog in watchdogs if watchdog is not None]
+    if not watchdogs:
+        return None
+    return Watchdog(
+        min(watchdog.deadline for watchdog in watchdogs),
+        min(watchdog.budget for watchdog in watchdogs),
+    )
 
 
 install_heartbeat()

@@ -17,7 +17,7 @@ from odoo.tools import SQL
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.job import CANCELLED, DONE, FAILED, PENDING, STARTED, Job
 
-from ..engine import job_locks
+from ..engine import attempts, job_locks
 from ..engine.runner import (
     POSTPONED,
     STOP_BATCH,
@@ -26,7 +26,7 @@ from ..engine.runner import (
 )
 from ..engine.scopes import TRIGGERED_KEY, guarded_savepoint, rollback_on_error
 from ..engine.settings import BOUNDS, read_settings
-from ..engine.watchdog import cron_watchdog
+from ..engine.watchdog import process_watchdog
 from ..exception import NOTHING_TO_DO
 
 _logger = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ DEAD_WORKER_MESSAGE = (
     "Its worker died while the job ran (it is allowed to commit, so it ran outside its "
     "runner's transaction): requeued, counting one try."
 )
+# As the dead-job sweep of jobs allowed to commit names the failure of a job whose
+# worker died (job_locks._REQUEUE_DEAD_SQL).
+WORKER_DIED = "WorkerDied"
 
 # Every column Job._load_from_db_record() reads; the acquisition reads them with the
 # lock.
@@ -131,6 +134,7 @@ class QueueJob(models.Model):
         res = super().init()
         job_locks.create_acquire_index(self.env.cr)
         job_locks.create_enqueue_guard(self.env.cr)
+        attempts.create_table(self.env.cr)
         return res
 
     # ------------------------------------------------------------------ acquisition
@@ -228,7 +232,7 @@ class QueueJob(models.Model):
     # not commit; a job whose function allows commits runs outside it (see
     # engine/job_locks.py for the locks of both).
 
-    def _process(self, commit=False, commit_later=False):
+    def _process(self, commit=False, commit_later=False, attempt_log=None):
         """Run this (locked) job and store its outcome; return 'done', 'failed' or
         'postponed'.
 
@@ -238,6 +242,10 @@ class QueueJob(models.Model):
         A job with dependents is always committed here: its children are released
         after its commit (see _dqj_release_dependents), so ``commit_later`` does not
         apply to it.
+        ``attempt_log``: the runner's
+        :class:`~odoo.addons.deltatech_queue_job.engine.attempts.AttemptLog`, where
+        a plain job's attempt is recorded before it runs (outside this transaction,
+        on its own connection), so that a worker's death counts as a try.
 
         Queries for a plain job, committing: SAVEPOINT, one UPDATE with the outcome
         (the acquisition read the record; the commit releases the savepoint; the
@@ -253,9 +261,13 @@ class QueueJob(models.Model):
             # Commits its outcome and releases its children itself.
             return self._dqj_process_committing(job, has_dependents)
         else:
-            outcome = self._dqj_process_in_savepoint(
-                job, released_by_commit=commit, has_dependents=has_dependents
-            )
+            outcome = None
+            if commit and attempt_log is not None:
+                outcome = self._dqj_fail_after_deaths(job, attempt_log)
+            if outcome is None:
+                outcome = self._dqj_process_in_savepoint(
+                    job, released_by_commit=commit, has_dependents=has_dependents
+                )
         self.env.flush_all()
         if commit and not (commit_later and not has_dependents):
             self.env.cr.commit()  # pylint: disable=invalid-commit
@@ -285,6 +297,50 @@ class QueueJob(models.Model):
             )
             self._dqj_store_failure(None, failure)
             return None
+
+    def _dqj_fail_after_deaths(self, job, attempt_log):
+        """Record this plain job's attempt; count the earlier attempts that died
+        with their worker as tries. Returns 'failed' when the job is failed for them
+        (without running), None when it may run.
+
+        The job fails once its ``retry`` reaches its ``max_retries``, or after
+        ``attempts.WORKER_DEATHS_LIMIT`` deaths in a row whatever its max_retries
+        (0, unlimited, included). That limit also keeps the runner crons active:
+        under the cron a dying worker leaves Odoo's progress row counting a timeout;
+        after ``CONSECUTIVE_TIMEOUT_FOR_FAILURE`` (3) of them Odoo records the next
+        pass as failed without calling the runner, and archives a cron only after
+        ``MIN_FAILURE_COUNT_BEFORE_DEACTIVATION`` (5) failed passes in a row spanning
+        a week. One poison job makes at most 5 deaths, so at most one failed pass;
+        the run that fails it stops right after (runner.STOP_WORKER_DIED), so that
+        its pass ends as a success, which resets Odoo's count, before the next
+        poison job can add to it.
+        """
+        deaths = attempt_log.start(self.id, job.eta)
+        if not deaths:
+            return None
+        job.retry += deaths
+        exhausted = bool(job.max_retries) and job.retry >= job.max_retries
+        if not exhausted and deaths < attempts.WORKER_DEATHS_LIMIT:
+            _logger.warning(
+                "job %s: its worker died %s time(s) while running it, counted as "
+                "tries (%s of %s): running it again",
+                job.uuid,
+                deaths,
+                job.retry,
+                job.max_retries or "unlimited",
+            )
+            return None
+        message = (
+            f"Its worker died {deaths} time(s) while running it (killed by the "
+            "system, e.g. out of memory, by a time or CPU limit, or by the job "
+            "itself): failed without running it again."
+        )
+        _logger.warning("job %s failed: %s", job.uuid, message)
+        failure = {"exc_info": message, "exc_name": WORKER_DIED, "exc_message": message}
+        self._dqj_store_failure(job, failure)
+        self._dqj_on_fail(job, failure)
+        attempt_log.worker_died = True
+        return FAILED
 
     def _dqj_process_in_savepoint(
         self, job, released_by_commit=False, has_dependents=False
@@ -582,6 +638,8 @@ class QueueJob(models.Model):
         """Jobs allowed to commit whose worker died while they ran: back to pending,
         once (see engine/job_locks.py). Returns their uuids."""
         uuids = job_locks.requeue_dead_committing_jobs(self.env.cr, DEAD_WORKER_MESSAGE)
+        # Attempts of plain jobs that ended since (see engine/attempts.py).
+        attempts.sweep(self.env.cr)
         for uuid in uuids:
             _logger.warning("job %s re-queued: %s", uuid, DEAD_WORKER_MESSAGE)
         if uuids:
@@ -599,7 +657,8 @@ class QueueJob(models.Model):
         those jobs are processed (the ones that cannot run now are skipped) instead
         of the queue's next ones, and the batch size defaults to their number. Under
         the cron the run also ends before Odoo's watchdog would kill the worker,
-        counted from the worker's last heartbeat (engine/watchdog.py), and the
+        counted from the worker's last heartbeat (engine/watchdog.py), anywhere
+        before the process's CPU limit (prefork's ``limit_time_cpu``), and the
         progress is reported to the cron so Odoo 18 does not count the run as a
         timeout. Returns
         the run's :class:`~odoo.addons.deltatech_queue_job.engine.runner.RunStats`.
@@ -615,7 +674,7 @@ class QueueJob(models.Model):
             max_seconds if max_seconds is not None else settings.max_seconds,
             commit=commit,
             source=source,
-            watchdog=cron_watchdog() if in_cron else None,
+            watchdog=process_watchdog(in_cron),
             estimates=self.env["queue.job.duration"]._dqj_estimates(),
             rules=self._dqj_channel_rules(),
             job_ids=job_ids,

@@ -49,6 +49,7 @@ class QueueJobRun(models.Model):
             ("batch_size", "Batch size"),
             ("time", "Time budget"),
             ("contention", "Other runners"),
+            ("worker_died", "Job failed: its worker died"),
             ("error", "Error"),
         ],
         readonly=True,

@@ -281,6 +281,76 @@ class TestProcesses(CommittedQueueCase):
             self.assertEqual(stats.done, 1)
             self.assertEqual(len(self.effects(env)), 1)
 
+    def _attempts_started(self, env, job_id):
+        env.cr.execute("SELECT tries FROM dqj_job_attempt WHERE job_id = %s", [job_id])
+        row = env.cr.fetchone()
+        return row and row[0]
+
+    def test_job_killing_its_worker_fails_after_max_retries_and_the_queue_goes_on(
+        self,
+    ):
+        """A job whose worker dies while it runs (the test SIGKILLs the runner
+        process, as the OOM killer would) counts a try at each death, although its
+        transaction, retry included, is rolled back; after max_retries tries it
+        fails without running again, and the job behind it runs."""
+        with self.committed() as env:
+            poison = self.enqueue_effect_jobs(
+                env,
+                1,
+                body="env.cr.execute('SELECT pg_sleep(4)')",
+                priority=1,
+                max_retries=2,
+            )
+            neighbour = self.enqueue_effect_jobs(env, 1, priority=5)
+            neighbour_uuid = neighbour.uuid
+        for death in (1, 2):
+            proc = self.start_runner_process(RUNNER_SCRIPT)
+            with self.committed() as env:
+                record = env["queue.job"].browse(poison.id)
+
+                def running(record=record, env=env):
+                    env.cr.rollback()
+                    record.invalidate_recordset()
+                    return record.dqj_running
+
+                wait_for(running, 90, f"the poison job's try {death}")
+            kill(proc)
+            with self.committed() as env:
+
+                def released(env=env):
+                    env.cr.rollback()
+                    return not env["queue.job"].browse(poison.id).dqj_running
+
+                wait_for(released, 60, "the killed worker's lock")
+                job = env["queue.job"].browse(poison.id)
+                # Everything the try did is rolled back, retry included; the
+                # attempt, recorded outside its transaction, is not.
+                self.assertEqual((job.state, job.retry), ("pending", 0))
+                self.assertEqual(self._attempts_started(env, poison.id), death)
+        proc = self.start_runner_process(RUNNER_SCRIPT)
+        out, _err = finish(proc)
+        self.assertEqual(proc.returncode, 0)
+        # The third runner fails the job without running it, and stops there.
+        self.assertIn("STATS 1 0 1 0", out)
+        with self.committed() as env:
+            job = env["queue.job"].browse(poison.id)
+            self.assertEqual(job.state, "failed")
+            self.assertEqual(job.exc_name, "WorkerDied")
+            self.assertIn("died 2 time(s)", job.exc_message)
+            self.assertEqual(job.retry, 2, "exactly max_retries tries")
+            run = env["queue.job.run"].search([], limit=1, order="id desc")
+            self.assertEqual(run.stopped_by, "worker_died")
+            # The next run takes the job behind it.
+            stats = env["queue.job"]._job_runner(source="manual")
+            self.assertEqual((stats.done, stats.failed), (1, 0))
+            self.assertEqual(env["queue.job"].browse(neighbour.id).state, "done")
+            self.assertEqual(
+                [row[0] for row in self.effects(env)],
+                [neighbour_uuid],
+                "the poison job never ran to its end",
+            )
+            self.assertFalse(self._attempts_started(env, poison.id))
+
 
 @tagged("post_install", "-at_install")
 class TestCronIntegration(CommittedQueueCase):
@@ -418,6 +488,53 @@ class TestCronIntegration(CommittedQueueCase):
         with self.committed() as env:
             estimate = env["queue.job.duration"]._dqj_estimates()[function]
         self.assertLess(estimate, 1.5, "halfway down to the jobs' real duration")
+
+    def test_a_pass_failing_a_poison_job_ends_as_a_success(self):
+        """Odoo archives a cron after 5 failed passes in a row (over a week); a
+        worker that dies makes it count a timeout, and 3 of them a failed pass. The
+        pass that fails a poison job for its deaths stops there, even with another
+        poison job next, so that it ends as a success and Odoo's count starts
+        again: poison jobs never get a runner cron archived."""
+        cron_id, _jobs = self._enqueue(0, 0)
+        with self.committed() as env:
+            poisons = self.enqueue_effect_jobs(
+                env,
+                2,
+                body="env.cr.execute('SELECT pg_sleep(0.1)')",
+                priority=1,
+                max_retries=2,
+            )
+            self.enqueue_effect_jobs(env, 1, priority=5)
+            # What two workers killed while running each poison job leave: two
+            # attempts started, none ended.
+            for job in poisons:
+                env.cr.execute(
+                    "INSERT INTO dqj_job_attempt (job_id, tries) VALUES (%s, 2)",
+                    [job.id],
+                )
+            # Earlier failed passes, the first of them more than a week ago: one
+            # more failure archives the cron.
+            env.cr.execute(
+                "UPDATE ir_cron SET failure_count = 4, first_failure_date = "
+                "(now() AT TIME ZONE 'UTC') - interval '8 days' WHERE id = %s",
+                [cron_id],
+            )
+        self._run_cron_once(cron_id)
+        state = self._cron_state(cron_id)
+        self.assertHealthy(state)
+        self.assertEqual(state["done"], 0)
+        with self.committed() as env:
+            first, second = env["queue.job"].browse(poisons.ids)
+            self.assertEqual((first.state, first.exc_name), ("failed", "WorkerDied"))
+            self.assertEqual(second.state, "pending", "left to the next pass")
+            run = env["queue.job.run"].search([("source", "=", "cron")], limit=1)
+            self.assertEqual((run.processed, run.stopped_by), (1, "worker_died"))
+        self._run_cron_once(cron_id)
+        state = self._cron_state(cron_id)
+        self.assertHealthy(state)
+        self.assertEqual(state["done"], 0)
+        self._run_cron_once(cron_id)
+        self.assertEqual(self._cron_state(cron_id)["done"], 1, "the job behind them")
 
 
 @tagged("post_install", "-at_install")

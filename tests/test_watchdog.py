@@ -1,12 +1,20 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 """The watchdog's clock as the runner reads it, and the duration estimates."""
 
+import contextlib
 import os
+import resource
+import signal
+import subprocess
+import sys
 import time
+
+import psutil
 
 import odoo
 from odoo.service import server as odoo_server
 from odoo.tests import BaseCase, tagged
+from odoo.tools import config
 
 from ..engine import watchdog
 from ..engine.runner import BudgetedRunner
@@ -15,6 +23,24 @@ from .common import QueueJobCase, as_cron_thread, time_limits
 
 SLEEP = "env.cr.execute('SELECT pg_sleep({})')"
 RUNNER_LOGGER = "odoo.addons.deltatech_queue_job.engine.runner"
+
+
+@contextlib.contextmanager
+def cpu_time_limit(seconds_left, limit_time_cpu):
+    """This process under a real soft RLIMIT_CPU ``seconds_left`` CPU seconds
+    (whole seconds, rounded up) past what it used, and ``limit_time_cpu``, as a
+    prefork worker is after its check_limits(); yields the CPU seconds left."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = usage.ru_utime + usage.ru_stime
+    saved = config["limit_time_cpu"]
+    resource.setrlimit(resource.RLIMIT_CPU, (int(used) + 1 + seconds_left, hard))
+    config["limit_time_cpu"] = limit_time_cpu
+    try:
+        yield int(used) + 1 + seconds_left - used
+    finally:
+        config["limit_time_cpu"] = saved
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 @tagged("post_install", "-at_install")
@@ -88,6 +114,49 @@ class TestWatchdogClock(BaseCase):
         self.assertAlmostEqual(time.monotonic() - heartbeat, 30, delta=1)
         self.assertAlmostEqual(deadline - time.monotonic(), 60 - 30, delta=1)
 
+    def test_cpu_limit_is_a_deadline_the_margin_before_the_signal(self):
+        self.assertIsNone(watchdog.cpu_watchdog(), "this process has no CPU limit")
+        with cpu_time_limit(100, 60) as left:
+            now = time.monotonic()
+            deadline, budget = watchdog.cpu_watchdog()
+            alone = watchdog.process_watchdog(in_cron=False)
+            with time_limits(75, 120), as_cron_thread(time.time() - 30):
+                under_cron = watchdog.process_watchdog(in_cron=True)
+        self.assertIsNone(watchdog.process_watchdog(in_cron=False), "restored")
+        # limit_time_cpu 60: a margin of 12 s, as for the other limits.
+        self.assertEqual(budget, 48)
+        self.assertAlmostEqual(deadline - now, left - 12, delta=0.5)
+        self.assertAlmostEqual(alone.deadline, deadline, delta=0.5)
+        # Under the cron, the earlier of the two: the cron's, 60 - 30 s away.
+        self.assertAlmostEqual(under_cron.deadline - now, 30, delta=1)
+        self.assertEqual(under_cron.budget, 48)
+        # 3 s left, less than the margin: the deadline has passed.
+        self.assertEqual(watchdog.cpu_watchdog_after(50, 47, 0.0), (-2.0, 0))
+
+    def test_cpu_seconds_left_come_no_sooner_on_the_wall_clock(self):
+        """A real child process burning CPU under a real soft RLIMIT_CPU: it gets
+        SIGXCPU no earlier than its CPU seconds left, counted on the wall clock,
+        which is what the watchdog's deadline counts on."""
+        child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        self.addCleanup(child.wait)
+        self.addCleanup(child.kill)
+        process = psutil.Process(child.pid)
+        _soft, hard = resource.prlimit(child.pid, resource.RLIMIT_CPU)
+        cpu = process.cpu_times()
+        resource.prlimit(
+            child.pid, resource.RLIMIT_CPU, (int(cpu.user + cpu.system) + 2, hard)
+        )
+        now = time.monotonic()
+        soft, _hard = resource.prlimit(child.pid, resource.RLIMIT_CPU)
+        cpu = process.cpu_times()
+        used = cpu.user + cpu.system
+        left = soft - used
+        # limit_time_cpu 10: a margin of 5 s.
+        deadline, budget = watchdog.cpu_watchdog_after(soft, used, now, 10)
+        self.assertEqual((deadline, budget), (now + left - 5, 5))
+        self.assertEqual(child.wait(timeout=60), -signal.SIGXCPU)
+        self.assertGreaterEqual(time.monotonic() - now, left - 0.1)
+
 
 @tagged("post_install", "-at_install")
 class TestDurationEstimates(QueueJobCase):
@@ -159,3 +228,16 @@ class TestDurationEstimates(QueueJobCase):
             stats = run(55)
         self.assertEqual(stats.processed, 1, "it could never fit: it gets its chance")
         self.assertEqual(jobs.state, "done")
+
+    def test_cpu_time_left_is_a_watchdog_of_every_run(self):
+        """Under a CPU limit (prefork's limit_time_cpu) a run that is not the cron's
+        also starts no job that the limit would kill: here less CPU time is left
+        than the margin."""
+        jobs = self.enqueue_code(SLEEP.format(0.1))
+        with cpu_time_limit(10, 60):
+            stats = self.run_runner(source="api")
+        self.assertEqual((stats.processed, stats.stopped_by), (0, "time"))
+        self.assertEqual(jobs.state, "pending")
+        with cpu_time_limit(100, 60):
+            stats = self.run_runner(source="api")
+        self.assertEqual((stats.processed, jobs.state), (1, "done"))
