@@ -8,5 +8,6 @@
 - :mod:`.settings`: defaults, bounds and the reading of the runner's parameters;
 - :mod:`.watchdog`: when Odoo's watchdog would kill the worker running a cron;
 - :mod:`.api_key`: the external API's key, hashed;
-- :mod:`.throttle`: brute-force damping of the external API.
+- :mod:`.throttle`: brute-force damping of the external API;
+- :mod:`.compat`: what differs between the Odoo series served (18.0, 19.0).
 """

@@ -15,7 +15,7 @@ function tourStepUtils() {
 }
 
 // Saving settings reloads the page (res.config.settings' execute returns the "reload"
-// client action). Later 18.0 and 19.0 keep running steps after a click unless the step
+// client action), so does closing the key's dialog. Later 18.0 and 19.0 keep running steps after a click unless the step
 // says it unloads the page (19.0 even fails the tour on an unannounced unload); the
 // 18.0 of November 2024 stopped by itself, and refuses the key as unknown. The key is
 // set where the tour framework knows it: its own goToUrl step carries it.
@@ -91,6 +91,8 @@ registry.category("web_tour.tours").add("deltatech_queue_job_ui_tour", {
                 content: "Close the dialog",
                 trigger: ".modal .modal-footer button:contains('Done')",
                 run: "click",
+                // Done reloads the settings (the "reload" client action).
+                ...expectUnloadPage(stepUtils),
             },
             {
                 content: "The settings now say a key is configured",
