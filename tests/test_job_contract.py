@@ -2,6 +2,7 @@
 """Real jobs: commits inside jobs, queue_job's store path and hooks, edge cases of
 the acquisition and of the run."""
 
+import functools
 import os
 import threading
 from unittest.mock import patch
@@ -401,6 +402,8 @@ class TestOnFail(QueueJobCase):
         calls = []
         original = type(model).testing_method
 
+        # wraps: queue_job 19.0 takes the job's method name from the method itself.
+        @functools.wraps(original)
         def spy(records, *args, **kwargs):
             if "exc_name" in kwargs:
                 calls.append(kwargs)
