@@ -5,7 +5,7 @@
     "name": "Deltatech Queue Job Enhancements",
     "summary": "Run queue_job jobs without the job runner: SKIP LOCKED workers, "
     "savepoint isolation, time budgets, external trigger API",
-    "version": "18.0.2.0.0",
+    "version": "2.0.0",
     "author": "Terrabit, Dorin Hongu",
     "website": "https://www.terrabit.ro",
     "category": "Generic Modules",

@@ -135,7 +135,7 @@ EOF
 require_odoo() {
     local series
     series=$(odoo_series)
-    if [ "$series" != "18.0" ]; then
+    if [ "$series" != "18.0" ] && [ "$series" != "19.0" ]; then
         explain_missing_odoo
         exit 3
     fi
@@ -217,8 +217,10 @@ odoo_exec() {
     local path
     path=$(addons_path)
     cd /
+    # --http-interface: Odoo 19 warns when it is missing (a later one wins).
     TZ=UTC exec "$PY" "$DQJ_ODOO_LAUNCHER" \
-        "${sub[@]}" --addons-path="$path" --data-dir="$DATA_DIR" "$@"
+        "${sub[@]}" --addons-path="$path" --data-dir="$DATA_DIR" \
+        --http-interface=127.0.0.1 "$@"
 }
 
 template_name() {
@@ -456,7 +458,11 @@ test_release() {
     template=$(template_db) || return 1
     if [ -z "${DQJ_SKIP_LIFECYCLE:-}" ]; then
         lifecycle_check "$template" || rc=1
-        takeover_check "$template" || rc=1
+        if [ "$(odoo_series)" = 18.0 ]; then
+            takeover_check "$template" || rc=1
+        else
+            say "TAKEOVER CHECK SKIPPED on Odoo $(odoo_series): it rebuilds the original's 18.0 footprint beside queue_job_cron_jobrunner, which has no release for this series"
+        fi
     fi
     if [ "$DQJ_ODOO_STAND_IN" = 1 ]; then
         stand_in_rpc_check "$template" || rc=1
@@ -482,7 +488,9 @@ cmd_test() {
     install_requirements
     cmd_lint || rc=1
     versions=$(matrix_versions) || return 1
-    if [ "$(odoo_series)" != "18.0" ]; then
+    local series
+    series=$(odoo_series)
+    if [ "$series" != "18.0" ] && [ "$series" != "19.0" ]; then
         echo "ODOO SUITE SKIPPED: Odoo 18 is not installed (python3 cannot import odoo 18.0); only the Odoo-free checks ran, none of the suites on queue_job ${versions// /, }."
         return $rc
     fi

@@ -11,5 +11,6 @@
 - :mod:`.watchdog`: when Odoo's watchdog would kill the worker running a cron, and
   the CPU time limit any process;
 - :mod:`.api_key`: the external API's key, hashed;
-- :mod:`.throttle`: brute-force damping of the external API.
+- :mod:`.throttle`: brute-force damping of the external API;
+- :mod:`.compat`: what differs between the Odoo series served (18.0, 19.0).
 """

@@ -10,9 +10,10 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-import odoo
 from odoo.service import server as odoo_server
 from odoo.tools import config
+
+from .compat import server_wide_modules
 
 PARAM_PREFIX = "deltatech_queue_job."
 PARAM_BATCH_SIZE = PARAM_PREFIX + "batch_size"
@@ -306,7 +307,7 @@ def queue_job_runner_in_this_server():
     from odoo.addons.queue_job.jobrunner import _is_runner_enabled  # noqa: PLC0415
 
     return (
-        "queue_job" in odoo.conf.server_wide_modules
+        "queue_job" in server_wide_modules()
         and odoo_server.server is not None
         and not config.get("stop_after_init")
         and _is_runner_enabled()

@@ -17,7 +17,7 @@ from odoo.tools import SQL
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.job import CANCELLED, DONE, FAILED, PENDING, STARTED, Job
 
-from ..engine import attempts, job_locks
+from ..engine import attempts, compat, job_locks
 from ..engine.runner import (
     POSTPONED,
     STOP_BATCH,
@@ -705,9 +705,10 @@ class QueueJob(models.Model):
         instead of three.
         """
         learnt = False
+        cron_progress = None
         try:
             with self.env.cr.savepoint() if with_last_job else nullcontext():
-                self._dqj_record_run(stats, chain_has_time)
+                cron_progress = self._dqj_record_run(stats, chain_has_time)
                 if with_last_job:
                     learnt = (
                         self.env["queue.job.duration"]
@@ -719,17 +720,24 @@ class QueueJob(models.Model):
                 raise
             _logger.exception("the run's bookkeeping failed; its last job is kept")
         self.env.flush_all()
-        if commit:
+        if cron_progress:
+            # When committing, the report to the cron commits the run (one commit, on
+            # either series).
+            compat.report_cron_progress(self.env, *cron_progress, commit=commit)
+        elif commit:
             self.env.cr.commit()  # pylint: disable=invalid-commit
         if not learnt:
             # In a transaction of its own when committing: see _dqj_learn.
             self.env["queue.job.duration"].sudo()._dqj_learn(stats.durations, commit)
 
     def _dqj_record_run(self, stats, chain_has_time):
+        """Record the run; return the (done, remaining) to report to the cron that
+        called the runner, None outside a cron."""
         stats.pending_count, stats.pending_estimated = self._dqj_count_pending()
         in_cron = bool(self.env.context.get("ir_cron_progress_id"))
         if stats.pending_count and stats.stopped_by != "empty":
             self._cron_continue(since=stats.started_at, delay=continuation_delay(stats))
+        cron_progress = None
         if in_cron:
             # Reporting remaining work makes Odoo call the runner again at once (up to
             # 10 times, same worker, same heartbeat) -- only when the batch ended by
@@ -737,9 +745,9 @@ class QueueJob(models.Model):
             # "fully done" and let the trigger above start a fresh cron pass, after a
             # fresh heartbeat.
             loop_again = stats.stopped_by == STOP_BATCH and chain_has_time
-            self.env["ir.cron"]._notify_progress(
-                done=stats.processed,
-                remaining=stats.pending_count if loop_again else 0,
+            cron_progress = (
+                stats.processed,
+                stats.pending_count if loop_again else 0,
             )
         self.env["queue.job.run"].sudo()._record_run(stats)
         if stats.processed:
@@ -754,6 +762,7 @@ class QueueJob(models.Model):
                 stats.pending_count,
                 stats.time_elapsed,
             )
+        return cron_progress
 
     # ------------------------------------------------------------------ triggers
     @api.model
@@ -950,7 +959,7 @@ class QueueJob(models.Model):
         self.env.cr.execute(query)
         self.invalidate_model(["date_cancelled"])
 
-    def autovacuum(self):
+    def _dqj_date_undated_cancellations(self):
         # Cancelled jobs stored without a cancellation date (by queue_job's chain
         # cancellation, before this addon) get one now, so that they age out like the
         # others instead of piling up forever.
@@ -959,4 +968,16 @@ class QueueJob(models.Model):
             "WHERE state = 'cancelled' AND date_cancelled IS NULL"
         )
         self.invalidate_model(["date_cancelled"])
+
+    def autovacuum(self):
+        """queue_job 18.0's garbage collector of old jobs (its cron calls it)."""
+        self._dqj_date_undated_cancellations()
         return super().autovacuum()
+
+    @api.autovacuum
+    def _gc_old_jobs(self):
+        """queue_job 19.0's garbage collector of old jobs (an autovacuum method).
+        queue_job 18.0 has none: there this autovacuum only dates."""
+        self._dqj_date_undated_cancellations()
+        collect = getattr(super(), "_gc_old_jobs", None)
+        return collect() if collect else None

@@ -43,10 +43,20 @@ class QueueJobDuration(models.Model):
         "when that was longer.",
     )
 
-    # The upsert of _dqj_learn() relies on it (ON CONFLICT (name)).
-    _sql_constraints = [  # noqa: RUF012 -- Odoo's own idiom
-        ("name_uniq", "UNIQUE(name)", "One estimate per job function."),
-    ]
+    def init(self):
+        """One estimate per job function: the upsert of _dqj_learn() relies on it
+        (ON CONFLICT (name)). A unique index rather than a declared constraint:
+        18.0 declares those in ``_sql_constraints``, which 19.0 ignores (with a
+        warning) for ``models.Constraint``, which 18.0 lacks; nothing writes the
+        table but that upsert, so no user ever sees a constraint's message. Named as
+        18.0 named the constraint (whose index it is), so that databases that have
+        it keep it."""
+        res = super().init()
+        self.env.cr.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS queue_job_duration_name_uniq "
+            "ON queue_job_duration (name)"
+        )
+        return res
 
     @api.model
     def _dqj_estimates(self):

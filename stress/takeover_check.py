@@ -46,9 +46,11 @@ from odoo_server import (
 
 MODULE = "deltatech_queue_job"
 CRON_JOBRUNNER = "queue_job_cron_jobrunner"
-ORIGINAL_VERSION = "18.0.1.3.0"
-# This checkout's version, which the upgrade and the install must record.
-VERSION = addon_version()
+ORIGINAL_SERIES = "18.0"
+ORIGINAL_VERSION = f"{ORIGINAL_SERIES}.1.3.0"
+# This checkout's version on that series, which the upgrade and the install must
+# record.
+VERSION = addon_version(ORIGINAL_SERIES)
 
 # The original's footprint, built in an ``odoo shell`` of the database where
 # queue_job_cron_jobrunner is installed (the original's code is not on the addons path

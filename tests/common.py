@@ -2,11 +2,13 @@
 """The tests' vocabulary: enqueue jobs, run a runner, open a second real cursor."""
 
 import contextlib
+import inspect
 import threading
 
 from odoo import api
 from odoo.modules.registry import Registry
 from odoo.tests import BaseCase, TransactionCase, get_db_name
+from odoo.tests import common as odoo_tests_common
 from odoo.tools import config
 
 from odoo.addons.queue_job.job import Job
@@ -18,6 +20,68 @@ from .tooling import kill, odoo_main, start_with_input
 # The runner logs each failed job at ERROR, with its traceback, like queue_job does;
 # tests that make jobs fail on purpose mute it.
 JOB_LOGGER = "odoo.addons.deltatech_queue_job.models.queue_job"
+
+
+def access_groups(record):
+    """The groups a menu (or action, view) is restricted to: ``groups_id`` on 18.0,
+    renamed ``group_ids`` on 19.0."""
+    return record["group_ids" if "group_ids" in record._fields else "groups_id"]
+
+
+def process_cron_job(ir_cron, db, cron_cr, job):
+    """Run one acquired cron job as Odoo's cron worker does: ``_process_job(db,
+    cron_cr, job)`` on 18.0, ``_process_job(cron_cr, job)`` on 19.0."""
+    if "db" in inspect.signature(ir_cron._process_job).parameters:
+        return ir_cron._process_job(db, cron_cr, job)
+    return ir_cron._process_job(cron_cr, job)
+
+
+def ensure_cron_jobrunner_record(env):
+    """OCA's queue_job_cron_jobrunner's module record, uninstalled: listed from the
+    addons path (18.0: dev.sh puts its release there), or, where OCA publishes none
+    (19.0), created as the record a database keeps of a module once listed."""
+    Module = env["ir.module.module"]
+    domain = [("name", "=", "queue_job_cron_jobrunner")]
+    if not Module.search(domain):
+        Module.update_list()
+    return Module.search(domain) or Module.create(
+        {"name": "queue_job_cron_jobrunner", "state": "uninstalled"}
+    )
+
+
+def enter_registry_test_mode(case):
+    """New cursors of the registry wrap the test's cursor (TestCursor) until the test
+    ends: ``registry.enter_test_mode(cr)`` on 18.0, the test case's
+    ``registry_enter_test_mode()`` on 19.0."""
+    if hasattr(case.registry, "enter_test_mode"):
+        case.registry.enter_test_mode(case.cr)
+        case.addCleanup(case.registry.leave_test_mode)
+    else:
+        case.registry_enter_test_mode()
+
+
+@contextlib.contextmanager
+def holding_test_lock(case):
+    """Hold the lock a TestCursor takes, as an HTTP request holds it while it runs:
+    another thread cannot open its cursor meanwhile. On 18.0 the test takes the
+    registry's ``test_lock`` here; on 19.0 the test thread always holds it."""
+    lock = getattr(case.registry, "test_lock", None)
+    if lock is None:
+        yield
+        return
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def letting_threads_open_cursors():
+    """Let other threads open their TestCursors while in the block: on 19.0 the test
+    thread holds the lock outside of ``release_test_lock()``; on 18.0 it is free
+    outside of :func:`holding_test_lock`."""
+    release = getattr(odoo_tests_common, "release_test_lock", None)
+    return release() if release else contextlib.nullcontext()
 
 
 @contextlib.contextmanager
@@ -134,8 +198,13 @@ def odoo_command(*args):
 
     It starts Odoo the way this process was started (tooling's ``odoo_main``).
     """
+    addons_path = config["addons_path"]  # a list on Odoo 19, a string on 18
+    if not isinstance(addons_path, str):
+        addons_path = ",".join(addons_path)
     argv = [*odoo_main(), *args]
-    argv += ["-d", get_db_name(), "--addons-path", config["addons_path"]]
+    argv += ["-d", get_db_name(), "--addons-path", addons_path]
+    # Odoo 19 warns when --http-interface is missing (a later one wins).
+    argv += ["--http-interface", "127.0.0.1"]
     argv += ["--data-dir", config["data_dir"], "--log-level", "warn"]
     for option in ("db_host", "db_port", "db_user", "db_password"):
         if config.get(option):

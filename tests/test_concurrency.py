@@ -10,7 +10,12 @@ from odoo.tests import tagged
 from odoo.tools import config
 
 from ..engine import job_locks, runner
-from .common import CommittedQueueCase, as_cron_thread, time_limits
+from .common import (
+    CommittedQueueCase,
+    as_cron_thread,
+    process_cron_job,
+    time_limits,
+)
 from .tooling import kill, wait_for
 
 RUNNER_SCRIPT = """
@@ -373,7 +378,7 @@ class TestCronIntegration(CommittedQueueCase):
             job = ir_cron._acquire_one_job(cron_cr, cron_id)
             self.assertTrue(job, "the runner cron is ready (triggered)")
             start = time.monotonic()
-            ir_cron._process_job(db, cron_cr, job)
+            process_cron_job(ir_cron, db, cron_cr, job)
             return time.monotonic() - start
 
     def _cron_state(self, cron_id):

@@ -196,13 +196,21 @@ class TestEnqueueGuard(CommittedQueueCase):
             )
 
 
+def server_wide_modules(modules):
+    """Patch the server-wide modules where engine/compat.py reads them: odoo.conf on
+    18.0, the configuration option (a list) on 19.0, which has no odoo.conf."""
+    if hasattr(odoo, "conf"):
+        return mock.patch.object(odoo.conf, "server_wide_modules", list(modules))
+    return mock.patch.dict(config.options, {"server_wide_modules": list(modules)})
+
+
 @tagged("post_install", "-at_install")
 class TestJobRunnerInThisServer(TransactionCase):
     """Whether this server starts queue_job's jobrunner, by queue_job's own rule."""
 
     def configured(self, modules=("base", "web", "queue_job"), channels="root:4"):
         return [
-            mock.patch.object(odoo.conf, "server_wide_modules", list(modules)),
+            server_wide_modules(modules),
             mock.patch.dict(config.options, {"stop_after_init": False}),
             mock.patch.dict(os.environ, {"ODOO_QUEUE_JOB_CHANNELS": channels}),
             mock.patch.object(odoo_server, "server", odoo_server.server or object()),

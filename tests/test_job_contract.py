@@ -2,6 +2,7 @@
 """Real jobs: commits inside jobs, queue_job's store path and hooks, edge cases of
 the acquisition and of the run."""
 
+import functools
 import itertools
 import os
 import threading
@@ -602,6 +603,8 @@ class TestOnFail(QueueJobCase):
         calls = []
         original = type(model).testing_method
 
+        # wraps: queue_job 19.0 takes the job's method name from the method itself.
+        @functools.wraps(original)
         def spy(records, *args, **kwargs):
             if "exc_name" in kwargs:
                 calls.append(kwargs)

@@ -10,7 +10,13 @@ from odoo.tools import mute_logger
 
 from ..engine.api_key import verify_api_key
 from ..engine.settings import PARAM_RUNNER_COUNT, SettingsError
-from .common import JOB_LOGGER, QueueJobCase
+from .common import (
+    JOB_LOGGER,
+    QueueJobCase,
+    enter_registry_test_mode,
+    holding_test_lock,
+    letting_threads_open_cursors,
+)
 from .test_ui import FAILING_CODE, notification
 
 
@@ -68,8 +74,7 @@ class TestOriginalRunnerNames(QueueJobCase):
         run, recorded as a thread run."""
         jobs = self.enqueue(2)
         self.env.flush_all()
-        self.registry.enter_test_mode(self.cr)
-        self.addCleanup(self.registry.leave_test_mode)
+        enter_registry_test_mode(self)
         result = self.queue_job._process_api_in_thread(self.cr.dbname, self.env.uid, {})
         self.assertIsNone(result)
         self.env.invalidate_all()
@@ -147,16 +152,12 @@ class TestOriginalButtons(QueueJobCase):
 
     def test_action_process_api_thread_starts_the_background_runner(self):
         self.env.flush_all()
-        self.registry.enter_test_mode(self.cr)
-        self.addCleanup(self.registry.leave_test_mode)
-        lock = self.registry.test_lock
-        lock.acquire()
-        try:
+        enter_registry_test_mode(self)
+        with holding_test_lock(self):
             params = notification(self.queue_job.action_process_api_thread())
             thread = self.queue_job._dqj_background_thread()
-        finally:
-            lock.release()
-        thread.join(timeout=60)
+        with letting_threads_open_cursors():
+            thread.join(timeout=60)
         self.assertFalse(thread.is_alive())
         self.assertEqual(params["type"], "success")
 

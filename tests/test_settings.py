@@ -16,6 +16,7 @@ from ..engine.settings import (
     PARAM_RUNNER_COUNT,
     read_settings,
 )
+from .common import access_groups
 
 SETTINGS_LOGGER = engine_settings.__name__
 # Where queue_job's jobrunner reads its channels first (its runner's _channels()).
@@ -313,7 +314,7 @@ class TestQueueJobSettings(TransactionCase):
     def test_settings_menu_is_for_administrators_under_queue_job(self):
         menu = self.env.ref("deltatech_queue_job.menu_queue_job_settings")
         self.assertEqual(menu.parent_id, self.env.ref("queue_job.menu_queue_job_root"))
-        self.assertEqual(menu.groups_id, self.env.ref("base.group_system"))
+        self.assertEqual(access_groups(menu), self.env.ref("base.group_system"))
         self.assertEqual(menu.action.res_model, "res.config.settings")
         self.assertIn("deltatech_queue_job", menu.action.context)
         view = self.env["res.config.settings"].get_view(view_type="form")

@@ -19,7 +19,7 @@ from ..engine.settings import (
     PARAM_MAX_SECONDS,
     read_settings,
 )
-from .common import QueueJobCase
+from .common import QueueJobCase, ensure_cron_jobrunner_record
 
 ORIGINAL_KEY = "queue_job_processor.api_key"
 ORIGINAL_BATCH = "queue_job_processor.batch_size"
@@ -195,10 +195,7 @@ class TestAbsorbCronJobrunner(TransactionCase):
 
     def setUp(self):
         super().setUp()
-        if not self.env["ir.module.module"].search(
-            [("name", "=", takeover.CRON_JOBRUNNER)]
-        ):
-            self.env["ir.module.module"].update_list()
+        ensure_cron_jobrunner_record(self.env)
 
     def test_nothing_to_absorb(self):
         self.assertEqual(self.state(), "uninstalled")

@@ -105,9 +105,12 @@ def engine_module(name):
     return importlib.import_module(f"dqj_engine.{name}")
 
 
-def addon_version():
+def addon_version(series):
+    """The version Odoo ``series`` ("18.0") records for the addon: the manifest's
+    series-free ``x.y.z`` with the series in front, as Odoo's ``adapt_version``
+    does."""
     manifest = ADDON_DIR / "__manifest__.py"
-    return ast.literal_eval(manifest.read_text())["version"]
+    return f"{series}.{ast.literal_eval(manifest.read_text())['version']}"
 
 
 # ---------------------------------------------------------------- processes
@@ -118,7 +121,7 @@ def odoo_main():
     launcher = os.environ.get("DQJ_ODOO_LAUNCHER")
     if launcher:
         return [sys.executable, launcher]
-    return [sys.executable, "-c", "import odoo; odoo.cli.main()"]
+    return [sys.executable, "-c", "import odoo.cli; odoo.cli.main()"]
 
 
 def odoo_env():
@@ -276,6 +279,8 @@ class Database:
         if shell:
             argv.append("shell")
         argv += [f"--addons-path={self.addons_path}", f"--data-dir={self.data_dir}"]
+        # Odoo 19 warns when --http-interface is missing (a later one wins).
+        argv += ["--http-interface=127.0.0.1"]
         return argv + ["-d", self.name, *args]
 
     def connect(self, autocommit=True):

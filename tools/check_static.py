@@ -6,6 +6,7 @@ Run by ``./dev.sh lint`` (so by ``./dev.sh test`` and CI) on any machine, Odoo o
 import ast
 import csv
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -33,8 +34,10 @@ def check(root):
     for key in REQUIRED_KEYS:
         if key not in manifest:
             problems.append(f"__manifest__.py: missing key {key!r}")
-    if not str(manifest.get("version", "")).startswith("18.0."):
-        problems.append("__manifest__.py: version must be 18.0.x.y.z")
+    # Series-free: Odoo puts the running series (18.0, 19.0) in front of it, and
+    # refuses a version that starts with another series.
+    if not re.fullmatch(r"\d+\.\d+\.\d+", str(manifest.get("version", ""))):
+        problems.append("__manifest__.py: version must be a series-free x.y.z")
     for rel in manifest.get("data", []) + manifest.get("demo", []):
         if not (root / rel).is_file():
             problems.append(f"__manifest__.py: data file {rel} does not exist")

@@ -42,7 +42,9 @@ def build(root):
         "",
         f"**{manifest['summary']}**",
         "",
-        f"Version {manifest['version']} · License {manifest['license']} · "
+        # Series-free: Odoo records it with its series in front (18.0.x.y.z).
+        f"Version {manifest['version']} (Odoo 18.0 and 19.0) · "
+        f"License {manifest['license']} · "
         f"Status {manifest['development_status']} · Depends on "
         + ", ".join(f"``{d}``" for d in manifest["depends"]),
         "",

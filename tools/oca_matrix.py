@@ -2,9 +2,12 @@
 Python for each of them.
 
 A release is a file ``requirements-oca/<queue_job version>.txt`` (queue_job, the
-test_queue_job and queue_job_cron_jobrunner that go with it). Each is installed into a
-folder of its own, ``.build/oca/<version>``, never into site-packages, and that
-folder's ``odoo/addons`` goes on the addons path of that release's runs only::
+test_queue_job and queue_job_cron_jobrunner that go with it). Its version starts with
+the Odoo series it runs on (``18.0.``, ``19.0.``): ``versions`` lists the releases of
+the series of the Odoo that this Python imports (all of them when it imports none).
+Each is installed into a folder of its own, ``.build/oca/<version>``, never into
+site-packages, and that folder's ``odoo/addons`` goes on the addons path of that
+release's runs only::
 
     python3 tools/oca_matrix.py versions [--only V[,V]]  # oldest first
     python3 tools/oca_matrix.py install V TARGET          # pip --no-deps --target
@@ -37,6 +40,15 @@ def all_versions():
     return sorted((p.stem for p in RELEASES.glob("*.txt")), key=version_key)
 
 
+def odoo_series():
+    """The series of the Odoo this Python imports ("18.0", "19.0"), or None."""
+    try:
+        import odoo.release  # noqa: PLC0415 -- only this question needs Odoo
+    except ImportError:
+        return None
+    return odoo.release.series
+
+
 def cmd_versions(args):
     versions = all_versions()
     if args.only:
@@ -48,6 +60,15 @@ def cmd_versions(args):
                 f"requirements-oca/ has {', '.join(versions)}"
             )
         versions = [v for v in versions if v in wanted]
+    series = odoo_series()
+    if series:
+        other = [v for v in versions if not v.startswith(series + ".")]
+        if other and args.only:
+            sys.exit(
+                f"queue_job {', '.join(other)} is not for Odoo {series}, the Odoo "
+                f"of {sys.executable}"
+            )
+        versions = [v for v in versions if v not in other]
     print(" ".join(versions))
 
 
@@ -91,7 +112,7 @@ def uses_later_odoo_names(addons_dir):
 
 
 def odoo_lacks():
-    import odoo  # noqa: PLC0415 -- only this command needs Odoo
+    import odoo.api  # noqa: PLC0415 -- only this command needs Odoo
 
     sys.path.insert(0, str(TOOLS))
     from odoo_stand_in import _defines  # noqa: PLC0415

@@ -1,6 +1,6 @@
 """Odoo's command line for the test tooling: ``python3 tools/odoo_launcher.py ARGS``.
 
-It is ``odoo-bin ARGS`` (``import odoo; odoo.cli.main()``) with two differences:
+It is ``odoo-bin ARGS`` (``import odoo.cli; odoo.cli.main()``) with two differences:
 
 1. ``odoo.addons`` holds Odoo's own addons and the ``--addons-path`` only. Odoo extends
    the namespace over every ``odoo/addons`` folder on ``sys.path`` (pkgutil), before
@@ -13,7 +13,7 @@ It is ``odoo-bin ARGS`` (``import odoo; odoo.cli.main()``) with two differences:
 
 dev.sh exports ``DQJ_ODOO_LAUNCHER`` (this file) for every Odoo process it starts; the
 processes that start Odoo in turn (``tests/common.py``'s ``odoo_command``, the stress
-and bench harness) use it when it is set and plain ``import odoo; odoo.cli.main()``
+and bench harness) use it when it is set and plain ``import odoo.cli; odoo.cli.main()``
 otherwise.
 """
 
@@ -24,10 +24,13 @@ import sys
 def isolate_addons_namespace():
     """Keep only Odoo's own folder in ``odoo.addons.__path__`` (Odoo appends the
     addons path to it when it reads its configuration); return the folders dropped."""
+    import odoo.release  # noqa: PLC0415
+
     import odoo.addons  # noqa: PLC0415 -- the namespace to trim
 
+    # odoo.release, not odoo: from 19.0 on, odoo is a namespace package (no __file__).
     own = os.path.normcase(
-        os.path.realpath(os.path.join(os.path.dirname(odoo.__file__), "addons"))
+        os.path.realpath(os.path.join(os.path.dirname(odoo.release.__file__), "addons"))
     )
     path = odoo.addons.__path__
     dropped = [p for p in path if os.path.normcase(os.path.realpath(p)) != own]
@@ -51,7 +54,7 @@ def prepare():
 
 def main():
     prepare()
-    import odoo  # noqa: PLC0415
+    import odoo.cli  # noqa: PLC0415 -- from 19.0 on, "import odoo" does not import it
 
     return odoo.cli.main()
 

@@ -186,8 +186,9 @@ def apply():
 def _defines(module, name):
     """Whether Odoo's ``module`` defines ``name``, read in its source: importing the
     test framework outside a test run logs an error."""
-    import odoo  # noqa: PLC0415
+    import odoo.release  # noqa: PLC0415 -- odoo: a namespace package from 19.0 on
 
     parts = module.split(".")[1:]
-    source = pathlib.Path(odoo.__file__).parent.joinpath(*parts).with_suffix(".py")
+    odoo_dir = pathlib.Path(odoo.release.__file__).parent
+    source = odoo_dir.joinpath(*parts).with_suffix(".py")
     return name in source.read_text()
