@@ -30,6 +30,7 @@ dead-job sweep (job_locks.requeue_dead_committing_jobs) counts their worker's de
 
 import logging
 
+from psycopg2.errors import ForeignKeyViolation
 from psycopg2.extensions import TransactionRollbackError
 
 from odoo import sql_db
@@ -133,9 +134,18 @@ class AttemptLog:
         if self._cr is None:
             self._cr = sql_db.db_connect(self.dbname).cursor()
             self._cr.connection.autocommit = True
-        self._cr.execute(
-            self._sql, {"job": job_id, "previous": self._previous, "eta": eta}
-        )
+        try:
+            self._cr.execute(
+                self._sql,
+                {"job": job_id, "previous": self._previous, "eta": eta},
+                log_exceptions=False,
+            )
+        except ForeignKeyViolation:
+            # Other connections do not see the job: it was created in the runner's
+            # own transaction, not committed yet (a caller that owns its transaction,
+            # a test's cursor, whose commits are savepoints). Its attempt cannot
+            # outlive it: a death takes the job itself along. Nothing to record.
+            return 0
         tries = self._cr.fetchone()[0]
         self._previous = job_id
         return tries - 1

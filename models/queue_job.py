@@ -12,7 +12,7 @@ from psycopg2 import OperationalError, errorcodes
 
 from odoo import api, fields, models
 from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
-from odoo.tools import SQL
+from odoo.tools import SQL, mute_logger
 
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.job import CANCELLED, DONE, FAILED, PENDING, STARTED, Job
@@ -579,7 +579,11 @@ class QueueJob(models.Model):
         cr = self.env.cr
         for attempt in range(DEPENDS_MAX_TRIES + 1):
             try:
-                job.enqueue_waiting()
+                # Two parents releasing one child at once is expected: the loser's
+                # serialization failure is tried again here, not worth Odoo's "bad
+                # query" ERROR (any other error is logged below).
+                with mute_logger("odoo.sql_db"):
+                    job.enqueue_waiting()
                 if cr.rowcount:
                     self._dqj_trigger_now()
                 self.env.flush_all()
