@@ -15,6 +15,7 @@ from odoo.modules import module as odoo_module
 from odoo.modules.registry import Registry
 from odoo.tools import config
 
+from ..engine.runner import STOP_POOLER
 from ..engine.settings import http_run_budget, read_settings
 
 _logger = logging.getLogger(__name__)
@@ -182,6 +183,18 @@ class QueueJob(models.Model):
                 pending=pending,
             )
             skipped = 0
+        if stats.stopped_by == STOP_POOLER:
+            return _notification(
+                _("Processing refused"),
+                _(
+                    "A connection pooler in transaction mode is in front of "
+                    "PostgreSQL. The queue runner needs one server connection per "
+                    "Odoo cursor: use the pooler's session mode (pgbouncer: "
+                    "pool_mode = session). See the server log."
+                ),
+                "danger",
+                reload=True,
+            )
         if stats.failed and not stats.done:
             kind = "danger"
         elif stats.failed or skipped or not stats.processed:

@@ -50,6 +50,7 @@ class QueueJobRun(models.Model):
             ("time", "Time budget"),
             ("contention", "Other runners"),
             ("error", "Error"),
+            ("pooler", "Transaction pooler"),
         ],
         readonly=True,
     )

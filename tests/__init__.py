@@ -11,3 +11,4 @@ from . import test_original_compat
 from . import test_neutralize
 from . import test_takeover
 from . import test_watchdog
+from . import test_pooler
