@@ -39,7 +39,10 @@ def _behind(st, mode):
         # A few idle server connections from the start, handed out in turn (see
         # tooling's PgBouncer): what a busy pool does on its own.
         bouncer.open_server_connections(3)
-        args = ["--db_host=127.0.0.1", f"--db_port={bouncer.port}"]
+        # No database filter: Odoo then serves the -d database, instead of listing
+        # the databases its PostgreSQL user owns (pgbouncer logs in as another user
+        # when run by root, see PgBouncer).
+        args = ["--db_host=127.0.0.1", f"--db_port={bouncer.port}", "--db-filter="]
         with st.own_server(f"pooler-{mode}", extra_args=args) as server:
             yield bouncer, server
     finally:
@@ -63,7 +66,7 @@ def _session_mode(st, n):
             )
         finally:
             st.server = shared
-        transactions = bouncer.stats().get("total_xact_count", 0)
+        transactions = int(bouncer.stats().get("total_xact_count", 0))
         refusals = len(
             [line for line in log_lines(server.log, {"ERROR"}) if REFUSAL_LOG in line]
         )
