@@ -106,20 +106,23 @@ class Stress:
         """Runner crons active again, their next interval run a day away: from now on
         only triggers (job creation, a runner leaving work) start them.
 
-        Triggers left while they were paused go first, in the same transaction: a
+        Triggers left while they were paused go too, in the same transaction: a
         request whose snapshot predates the pause still saw them active and may
-        have left one (a cut API call of an earlier scenario ends its run later)."""
+        have left one (a cut API call of an earlier scenario ends its run later).
+        The crons' rows are locked first, as a cron worker does (it holds its
+        cron's row for the whole pass, and deletes that cron's triggers at the
+        end): deleting the triggers first deadlocked with a pass in progress."""
         connection = contextlib.closing(self.db.connect(autocommit=False))
         with connection as conn, conn, conn.cursor() as cr:  # one transaction
             cr.execute("SET LOCAL lock_timeout = '60s'")
             cr.execute(
-                "DELETE FROM ir_cron_trigger WHERE cron_id IN "
-                "(SELECT id FROM ir_cron WHERE dqj_queue_runner)"
-            )
-            cr.execute(
                 "UPDATE ir_cron SET active = true, "
                 "nextcall = now() AT TIME ZONE 'UTC' + interval '1 day' "
                 "WHERE dqj_queue_runner"
+            )
+            cr.execute(
+                "DELETE FROM ir_cron_trigger WHERE cron_id IN "
+                "(SELECT id FROM ir_cron WHERE dqj_queue_runner)"
             )
 
     # ------------------------------------------------------------ API
