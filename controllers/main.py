@@ -25,6 +25,7 @@ from odoo.http import request
 from odoo.modules.registry import Registry
 
 from ..engine.api_key import api_key_configured, verify_api_key
+from ..engine.runner import POOLER_REFUSAL, STOP_POOLER
 from ..engine.settings import SettingsError, http_run_budget, read_settings
 from ..engine.throttle import failed_keys
 
@@ -115,6 +116,9 @@ class QueueApiController(http.Controller):
                 commit=True,
                 source="api",
             )
+        if stats.stopped_by == STOP_POOLER:
+            # The run is recorded and logged at ERROR; the caller is told why too.
+            raise ApiError(503, POOLER_REFUSAL)
         result = stats.as_dict()
         del result["source"]
         if not stats.processed and not stats.pending_count:

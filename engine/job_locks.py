@@ -42,6 +42,13 @@ Which rows, which lock, and why a job cannot run twice:
 - queue_job's own jobrunner, if it also runs, must not run a job again after this
   addon took it: the enqueue guard (``ENQUEUE_GUARD``, a trigger) turns its stale
   "enqueue" of a job that is no longer due into a no-op. See create_enqueue_guard().
+- All of this assumes one PostgreSQL server connection per Odoo cursor, for the
+  cursor's life: the committing jobs' session lock, Asynchronous Commit's session
+  setting and Odoo's own LISTEN/NOTIFY outlive a transaction. A pooler in transaction
+  mode (pgbouncer ``pool_mode = transaction``) breaks that. The acquisition reads
+  ``pg_backend_pid()`` with the job, free; the runner compares it with the backend of
+  the run's first transaction (:func:`session_backend`) and refuses to go on when
+  they differ (see engine/runner.py).
 """
 
 import json
@@ -161,7 +168,7 @@ def _compose_acquire_sql(
             FOR NO KEY UPDATE SKIP LOCKED
         )
         SELECT id, channel, channel_method_name, pg_try_advisory_xact_lock(%s, id),
-               now() AT TIME ZONE 'UTC'%s
+               now() AT TIME ZONE 'UTC', pg_backend_pid()%s
         FROM next_job
         """,
         SQL(" AND ").join(conditions),
@@ -177,7 +184,8 @@ def acquire_sql(
     job_id=None, exclude_channels=(), exclude_ids=(), sequential=(), columns=()
 ):
     """The acquisition statement; its row: id, channel, channel_method_name, whether
-    the 'running' lock was taken, the transaction's start (UTC), then ``columns``."""
+    the 'running' lock was taken, the transaction's start (UTC), the server
+    connection's backend pid, then ``columns``."""
     columns = tuple(columns)
     if job_id is None and not exclude_channels and not exclude_ids and not sequential:
         # The hot path, composed once per list of columns.
@@ -214,10 +222,16 @@ class Acquired:
     ``contended``: True when it gave up on jobs that other runners were taking at that
     moment, so "nothing locked" does not mean "nothing left"."""
 
-    __slots__ = ("at", "contended", "function", "job_id", "values")
+    __slots__ = ("at", "backend", "contended", "function", "job_id", "values")
 
     def __init__(
-        self, job_id=None, contended=False, function=None, values=None, at=None
+        self,
+        job_id=None,
+        contended=False,
+        function=None,
+        values=None,
+        at=None,
+        backend=None,
     ):
         self.job_id = job_id
         self.contended = contended
@@ -228,6 +242,8 @@ class Acquired:
         self.values = values or {}
         # The start of the transaction that holds the lock, database clock, UTC.
         self.at = at
+        # pg_backend_pid() of that transaction: the server connection it ran on.
+        self.backend = backend
 
 
 def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns=()):
@@ -294,12 +310,26 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns
             return Acquired(
                 row[0],
                 function=row[2],
-                values=dict(zip(columns, row[5:], strict=True)),
+                values=dict(zip(columns, row[6:], strict=True)),
                 at=row[4],
+                backend=row[5],
             )
         return Acquired(contended=bool(lost or blocked))
     _logger.info("no job acquired after %s attempts", ACQUIRE_RETRIES)
     return Acquired(contended=True)
+
+
+def session_backend(cr):
+    """The backend pid of the server connection this transaction runs on.
+
+    Behind a pooler in transaction mode, two transactions of one cursor may run on
+    different server connections: then the session state the engine relies on (the
+    committing jobs' session lock, Asynchronous Commit's setting) is left on a
+    connection that other clients get. The runner reads it once per run and compares
+    it with each acquisition's (read by the acquisition itself, free).
+    """
+    cr.execute("SELECT pg_backend_pid()")
+    return cr.fetchone()[0]
 
 
 def hold_running_job(cr, job_id, channel=None):

@@ -40,6 +40,26 @@ STOP_ERROR = "error"
 # queue.job._dqj_fail_after_deaths): the run ends there, so that a cron pass that
 # fails poison jobs ends as a success; the trigger it leaves runs the jobs behind.
 STOP_WORKER_DIED = "worker_died"
+# The run's transactions ran on different server connections: a pooler in transaction
+# mode is in front of PostgreSQL (see POOLER_MESSAGE). The run stops at once and
+# leaves no trigger: every later run refuses the same way until the pooler is fixed.
+STOP_POOLER = "pooler"
+
+POOLER_MESSAGE = (
+    "a connection pooler in transaction mode is in front of PostgreSQL: two "
+    "transactions of one Odoo cursor ran on different server connections (backend "
+    "%(first)s, then %(then)s). The queue runner needs one server connection per "
+    "Odoo cursor (its committing jobs hold a session lock, Asynchronous Commit sets "
+    "a session setting, Odoo's crons rely on LISTEN/NOTIFY): use the pooler's "
+    "session mode (pgbouncer: pool_mode = session). The run stopped; no job was "
+    "started on the switched connection."
+)
+# What the API and the buttons answer (the log has the backends).
+POOLER_REFUSAL = (
+    "Refused: a connection pooler in transaction mode is in front of PostgreSQL. "
+    "The queue runner needs one server connection per Odoo cursor: use the pooler's "
+    "session mode (pgbouncer: pool_mode = session). See the server log."
+)
 
 # Seconds between two looks, per process and database, for jobs allowed to commit
 # whose worker died while they ran (queue.job._dqj_requeue_dead_jobs), and for jobs
@@ -150,6 +170,10 @@ class BudgetedRunner:
         self.async_commit = async_commit and commit
         self.busy = 0.0
         self._contended = False
+        # The backend pid of the run's first transaction (commit mode only: without
+        # commits the run is one transaction), compared with each acquisition's.
+        self._backend = None
+        self._pooler = False
         # The last job processed waits for _finish's commit (see _loop).
         self._last_uncommitted = False
         self.attempt_log = None  # see run()
@@ -163,6 +187,8 @@ class BudgetedRunner:
         self._sweep_dead_jobs(start)
         if self.async_commit:
             self.model._set_synchronous_commit(False)
+        if self.commit:
+            self._backend = self.model._dqj_session_backend()
         # Plain jobs' attempts, counted outside their transaction (engine/attempts.py);
         # only when each job is committed: a caller's transaction may roll them back
         # for reasons of its own, and other connections do not see its jobs.
@@ -191,6 +217,15 @@ class BudgetedRunner:
                 self.attempt_log.close()
         return stats
 
+    def _switched_connection(self, backend):
+        """Whether this acquisition's transaction ran on another server connection
+        than the run's first one: a pooler in transaction mode. Logged at ERROR."""
+        if self._backend is None or backend is None or backend == self._backend:
+            return False
+        self._pooler = True
+        _logger.error(POOLER_MESSAGE, {"first": self._backend, "then": backend})
+        return True
+
     def _sweep_dead_jobs(self, now):
         if not self.commit:
             return
@@ -215,6 +250,9 @@ class BudgetedRunner:
                 stats.stopped_by = STOP_TIME
                 break
             job = self._next_job(selection, stats)
+            if self._pooler:
+                stats.stopped_by = STOP_POOLER
+                break
             if job is None:
                 stats.stopped_by = STOP_CONTENTION if self._contended else STOP_EMPTY
                 break
@@ -357,6 +395,10 @@ class BudgetedRunner:
             )
             if not job:
                 stats.skipped += 1
+        if self._switched_connection(acquired.backend):
+            if job:
+                job._release(commit=self.commit)  # not started: pending, untouched
+            return None
         if stats.started_at is None:
             stats.started_at = acquired.at
         if selection is None:

@@ -21,6 +21,7 @@ from ..engine import attempts, compat, job_locks
 from ..engine.runner import (
     POSTPONED,
     STOP_BATCH,
+    STOP_POOLER,
     BudgetedRunner,
     continuation_delay,
 )
@@ -699,6 +700,16 @@ class QueueJob(models.Model):
         )
         self.env.cr.commit()  # pylint: disable=invalid-commit
 
+    @api.model
+    def _dqj_session_backend(self):
+        """The server connection of the run's first transaction, committed at once:
+        the run's first acquisition then runs in a transaction of its own, whose
+        connection the runner compares with this one (see job_locks.session_backend).
+        The runner only calls it in commit mode, before its first job."""
+        backend = job_locks.session_backend(self.env.cr)
+        self.env.cr.commit()  # pylint: disable=invalid-commit
+        return backend
+
     def _after_run(self, stats, chain_has_time, commit, with_last_job=False):
         """Count what is left, leave a trigger when work is left, report to the cron,
         log the run, learn the jobs' durations.
@@ -739,7 +750,9 @@ class QueueJob(models.Model):
         called the runner, None outside a cron."""
         stats.pending_count, stats.pending_estimated = self._dqj_count_pending()
         in_cron = bool(self.env.context.get("ir_cron_progress_id"))
-        if stats.pending_count and stats.stopped_by != "empty":
+        # A run refused behind a transaction pooler leaves no trigger: the next run
+        # would only refuse again, at once.
+        if stats.pending_count and stats.stopped_by not in ("empty", STOP_POOLER):
             self._cron_continue(since=stats.started_at, delay=continuation_delay(stats))
         cron_progress = None
         if in_cron:

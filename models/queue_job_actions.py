@@ -17,6 +17,7 @@ from odoo.tools import config
 from odoo.tools.misc import format_datetime
 
 from ..engine import job_locks
+from ..engine.runner import STOP_POOLER
 from ..engine.settings import http_run_budget, read_settings
 
 _logger = logging.getLogger(__name__)
@@ -203,6 +204,18 @@ class QueueJob(models.Model):
             )
             message += self._dqj_waiting_sentence()
             skipped = 0
+        if stats.stopped_by == STOP_POOLER:
+            return _notification(
+                _("Processing refused"),
+                _(
+                    "A connection pooler in transaction mode is in front of "
+                    "PostgreSQL. The queue runner needs one server connection per "
+                    "Odoo cursor: use the pooler's session mode (pgbouncer: "
+                    "pool_mode = session). See the server log."
+                ),
+                "danger",
+                reload=True,
+            )
         if stats.failed and not stats.done:
             kind = "danger"
         elif stats.failed or skipped or not stats.processed:

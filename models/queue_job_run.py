@@ -51,6 +51,7 @@ class QueueJobRun(models.Model):
             ("contention", "Other runners"),
             ("worker_died", "Job failed: its worker died"),
             ("error", "Error"),
+            ("pooler", "Transaction pooler"),
         ],
         readonly=True,
     )

@@ -7,7 +7,6 @@ import secrets
 import threading
 import time
 
-import psycopg2.errors
 import requests
 from odoo_server import (
     Failure,
@@ -31,10 +30,6 @@ CREATE TABLE IF NOT EXISTS dqj_stress_shared (id integer PRIMARY KEY, n integer)
 """
 
 FINAL_STATES = ("done", "failed", "cancelled")
-
-
-# Tries at resuming the runner crons when a cron worker's run deadlocks with it.
-RESUME_TRIES = 5
 
 
 class Stress:
@@ -111,32 +106,24 @@ class Stress:
         """Runner crons active again, their next interval run a day away: from now on
         only triggers (job creation, a runner leaving work) start them.
 
-        Triggers left while they were paused go first, in the same transaction: a
+        Triggers left while they were paused go too, in the same transaction: a
         request whose snapshot predates the pause still saw them active and may
-        have left one (a cut API call of an earlier scenario ends its run later)."""
-        # A cron worker of the server may hold a runner cron's row while its run
-        # adds a trigger for the other one: that lock order is the reverse of this
-        # transaction's, and PostgreSQL picks one of the two to fail. Ours is tried
-        # again (bounded); the server's run is never the one asked to give way.
-        for attempt in range(RESUME_TRIES):
-            connection = contextlib.closing(self.db.connect(autocommit=False))
-            try:
-                with connection as conn, conn, conn.cursor() as cr:  # one transaction
-                    cr.execute("SET LOCAL lock_timeout = '60s'")
-                    cr.execute(
-                        "DELETE FROM ir_cron_trigger WHERE cron_id IN "
-                        "(SELECT id FROM ir_cron WHERE dqj_queue_runner)"
-                    )
-                    cr.execute(
-                        "UPDATE ir_cron SET active = true, "
-                        "nextcall = now() AT TIME ZONE 'UTC' + interval '1 day' "
-                        "WHERE dqj_queue_runner"
-                    )
-                return
-            except psycopg2.errors.TransactionRollbackError:
-                if attempt == RESUME_TRIES - 1:
-                    raise
-                time.sleep(0.2)
+        have left one (a cut API call of an earlier scenario ends its run later).
+        The crons' rows are locked first, as a cron worker does (it holds its
+        cron's row for the whole pass, and deletes that cron's triggers at the
+        end): deleting the triggers first deadlocked with a pass in progress."""
+        connection = contextlib.closing(self.db.connect(autocommit=False))
+        with connection as conn, conn, conn.cursor() as cr:  # one transaction
+            cr.execute("SET LOCAL lock_timeout = '60s'")
+            cr.execute(
+                "UPDATE ir_cron SET active = true, "
+                "nextcall = now() AT TIME ZONE 'UTC' + interval '1 day' "
+                "WHERE dqj_queue_runner"
+            )
+            cr.execute(
+                "DELETE FROM ir_cron_trigger WHERE cron_id IN "
+                "(SELECT id FROM ir_cron WHERE dqj_queue_runner)"
+            )
 
     # ------------------------------------------------------------ API
     def process(self, timeout=180, **params):

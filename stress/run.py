@@ -22,6 +22,7 @@ import traceback
 from battery import bad_input
 from committing import committing_jobs
 from cron_watchdog import backlog_after_long_sleep, issue_case, slow_jobs
+from graphs_poison import graphs_and_poison
 from harness import Stress
 from jobrunner_beside import jobrunner_beside
 from odoo_server import (
@@ -31,6 +32,7 @@ from odoo_server import (
     run_parser,
     run_step,
 )
+from pooler import REFUSAL_LOG, pooler
 from scenarios import (
     budget_holds,
     crash_mid_job,
@@ -39,6 +41,11 @@ from scenarios import (
     slow_database,
 )
 from several_servers import several_servers
+
+# Job methods some scenarios need beyond what server actions can do (a job that kills
+# its worker, see graphs_poison.py): a test-only addon, on the addons path of the
+# stress runs only, installed in their database only.
+STRESS_ADDONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "addons")
 
 # The scenarios marked OWN start a server of their own (other options), with the
 # shared server stopped: they come last.
@@ -52,10 +59,12 @@ SCENARIOS = [
     ("slow-db", slow_database, SHARED),
     ("committing", committing_jobs, SHARED),
     ("jobrunner-beside", jobrunner_beside, SHARED),
+    ("graphs-poison", graphs_and_poison, SHARED),
     ("several-servers", several_servers, OWN),
     ("watchdog", issue_case, OWN),
     ("watchdog-sleep", backlog_after_long_sleep, OWN),
     ("watchdog-slow", slow_jobs, OWN),
+    ("pooler", pooler, OWN),
 ]
 
 # Lines of the server log at ERROR that the scenarios cause on purpose.
@@ -65,6 +74,10 @@ EXPECTED_ERRORS = (
     # Odoo's cursor logs the statement a job's serialization failure, lock timeout
     # or statement timeout interrupted (the engine re-queues the job).
     "bad query: b'UPDATE dqj_stress_shared",
+    # The same for the outcome of graphs-poison's unstorable jobs (a NUL character:
+    # "A string literal cannot contain NUL" follows the statement).
+    'odoo.sql_db: bad query:  UPDATE "queue_job"',
+    REFUSAL_LOG,  # the runs refused behind pgbouncer in transaction mode (pooler)
 )
 
 
@@ -88,15 +101,16 @@ def main():
 
     start = time.monotonic()
     os.makedirs(args.log_dir, exist_ok=True)
-    db = Database(args.db, args.template, args.addons_path, args.data_dir, args.log_dir)
+    addons_path = f"{args.addons_path},{STRESS_ADDONS}"
+    db = Database(args.db, args.template, addons_path, args.data_dir, args.log_dir)
     server = OdooServer(db, log_name="stress-server.log")
     failures = 0
     st = None
     mode = "short" if args.short else "full"
     print(f"stress ({mode}): database {db.name}, log {server.log}", flush=True)
     try:
-        db.create("deltatech_queue_job")
-        key = Stress.prepare(db, args.addons_path)
+        db.create("deltatech_queue_job,dqj_stress")
+        key = Stress.prepare(db, addons_path)
         st = Stress(db, server, key, args.short)
         for name, scenario, own_server in SCENARIOS:
             if name not in wanted:

@@ -13,3 +13,4 @@ from . import test_takeover
 from . import test_watchdog
 from . import test_job_graphs
 from . import test_unstorable_outcomes
+from . import test_pooler

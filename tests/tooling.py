@@ -33,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import psycopg2
@@ -316,3 +317,144 @@ class Database:
             f"odoo shell failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
             f"{proc.stderr[-3000:]}"
         )
+
+
+# ---------------------------------------------------------------- poolers
+PGBOUNCER_CONFIG = """\
+[databases]
+{db} = host={socket_dir} port={pg_port} dbname={db} user={server_user}
+* = host={socket_dir} port={pg_port} user={server_user}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = any
+admin_users = {admin}
+pool_mode = {mode}
+default_pool_size = 20
+max_client_conn = 200
+server_round_robin = 1
+ignore_startup_parameters = extra_float_digits,options
+"""
+
+
+class PgBouncer:
+    """A real pgbouncer (Debian's package) of our own, in ``mode`` (``session`` or
+    ``transaction``), on a free loopback port in front of database ``dbname``'s
+    PostgreSQL (reached as psycopg2 reaches it by default: ``PGHOST``...).
+
+    It logs in to PostgreSQL on its Unix socket: when started by root, as the
+    ``postgres`` user (pgbouncer refuses to run as root; the socket's peer
+    authentication takes it), otherwise as the current user. Clients log in as
+    anyone (``auth_type = any``). Idle server connections are handed out in turn
+    (``server_round_robin``), as a busy pool does: a lone client's consecutive
+    transactions then run on different server connections whenever several are idle.
+    """
+
+    BINARY = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+    def __init__(self, dbname, mode, log_path):
+        self.dbname = dbname
+        self.mode = mode
+        self.log = log_path
+        self.port = free_port()
+        self.dir = None
+        self.proc = None
+
+    def start(self, timeout=30):
+        direct = contextlib.closing(psycopg2.connect(dbname=self.dbname))
+        with direct as conn, conn.cursor() as cr:
+            cr.execute(
+                "SELECT current_setting('unix_socket_directories'), "
+                "current_setting('port'), current_user"
+            )
+            socket_dirs, pg_port, client = cr.fetchone()
+        as_root = os.geteuid() == 0
+        self.dir = tempfile.mkdtemp(prefix="dqj-pgbouncer-")
+        os.chmod(self.dir, 0o755)  # readable by the postgres user
+        ini = os.path.join(self.dir, "pgbouncer.ini")
+        with open(ini, "w") as config:
+            config.write(
+                PGBOUNCER_CONFIG.format(
+                    db=self.dbname,
+                    socket_dir=socket_dirs.split(",")[0].strip(),
+                    pg_port=pg_port,
+                    server_user="postgres" if as_root else client,
+                    port=self.port,
+                    admin=client,
+                    mode=self.mode,
+                )
+            )
+        os.chmod(ini, 0o644)
+        argv = [self.BINARY, *(["-u", "postgres"] if as_root else []), ini]
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(self._answers, timeout, f"pgbouncer to answer, see {self.log}")
+        return self
+
+    def _answers(self):
+        check(self.proc.poll() is None, f"pgbouncer exited, see {self.log}")
+        try:
+            self.stats()
+        except psycopg2.Error:
+            return False
+        return True
+
+    def connect(self, dbname=None, autocommit=True):
+        """A client connection through the pooler."""
+        conn = psycopg2.connect(
+            host="127.0.0.1",
+            port=self.port,
+            dbname=dbname or self.dbname,
+            connect_timeout=10,
+        )
+        conn.autocommit = autocommit
+        return conn
+
+    def uri(self):
+        """The database through the pooler, as Odoo's ``db_connect`` takes it."""
+        return f"postgresql://127.0.0.1:{self.port}/{self.dbname}"
+
+    def stats(self):
+        """The database's row of pgbouncer's ``SHOW STATS``: {column: value}."""
+        # The admin console takes no BEGIN: autocommit.
+        console = contextlib.closing(self.connect("pgbouncer"))
+        with console as conn, conn.cursor() as cr:
+            cr.execute("SHOW STATS")
+            names = [column.name for column in cr.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cr.fetchall()]
+        return next((row for row in rows if row["database"] == self.dbname), {})
+
+    def open_server_connections(self, count):
+        """Make the pool hold ``count`` idle server connections: ``count`` clients
+        in a transaction at once, then done."""
+        clients = [self.connect(autocommit=False) for _i in range(count)]
+        try:
+            for conn in clients:
+                with conn.cursor() as cr:
+                    cr.execute("SELECT pg_backend_pid()")
+            for conn in clients:
+                conn.commit()
+        finally:
+            for conn in clients:
+                conn.close()
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=20)
+            self.proc = None
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None

@@ -1,0 +1,1 @@
+from . import dqj_stress_job
