@@ -17,6 +17,7 @@ SECTIONS = [
     ("MIGRATE.rst", "Migrating from the original"),
     ("CONFIGURE.rst", "Configuration"),
     ("USAGE.rst", "Usage"),
+    ("GUARANTEES.rst", "Guarantees"),
     ("API.rst", "External API"),
     ("DESIGN.rst", "How it works"),
     ("BENCHMARK.rst", "Benchmark"),
