@@ -134,13 +134,17 @@ fetch_odoo_source() {
 }
 
 explain_missing_source() {
-    local series=$1 var
+    local series=$1 var why
     var=$(source_variable "$series")
+    if [ -n "${!var:-}" ]; then
+        why="$var is set to ${!var}, which could not be copied or fetched (see above)."
+    else
+        why="$var is not set, $CACHE/odoo-$series holds no copy, and $ODOO_GIT (branch $series) could not be fetched (see above)."
+    fi
     cat >&2 <<EOF
 [dev.sh] ==========================================================================
 [dev.sh] ODOO $series SKIPPED: its source could not be set up.
-[dev.sh] $var is ${!var:+set to ${!var}, which could not be used}${!var:-not set}, $CACHE/odoo-$series
-[dev.sh] holds no copy, and ${!var:-$ODOO_GIT (branch $series)} could not be fetched (see above).
+[dev.sh] $why
 [dev.sh] To run Odoo $series, point $var at a folder holding its source or at a git URL
 [dev.sh] (URL#branch-or-commit) and run again: the source is copied into the cache, where
 [dev.sh] later runs (other checkouts, CI) find it. To run another series alone:
@@ -314,8 +318,10 @@ odoo_exec() {
     local path
     path=$(addons_path)
     cd /
-    TZ=UTC exec "$PY" "$DQJ_ODOO_LAUNCHER" \
-        "${sub[@]}" --addons-path="$path" --data-dir="$DATA_DIR" "$@"
+    # Loopback unless the caller says otherwise (a later option wins): Odoo 19 warns
+    # when no interface is given, and the lifecycle check fails on warnings.
+    TZ=UTC exec "$PY" "$DQJ_ODOO_LAUNCHER" "${sub[@]}" --http-interface=127.0.0.1 \
+        --addons-path="$path" --data-dir="$DATA_DIR" "$@"
 }
 
 template_name() {
@@ -490,7 +496,7 @@ queue_job_suites() {
     # installed: the addon must not add a failure. No -i/-u in the test runs: Odoo then
     # runs the at_install tests of every module as it loads it (the addon, named before
     # test_queue_job, loads before it) and the post_install tests after.
-    local template kind db log rc=0
+    local template kind db log rc=0 not_installed=""
     template=$(template_db demo) || return 1
     say "queue_job's and test_queue_job's suites, without and with $ADDON (logs: ${LOG_DIR#"$HERE"/}/queue_job-suites-*.log)"
     for kind in without with; do
@@ -498,9 +504,13 @@ queue_job_suites() {
         log="$LOG_DIR/queue_job-suites-$kind.log"
         rm -f "$log"
         clone_db "$template" "$db"
-        if [ $kind = with ] && ! odoo -d "$db" -i $ADDON --stop-after-init --http-port=0 \
-            --log-level=warn --logfile="$LOG_DIR/queue_job-suites-install.log"; then
+        # Odoo exits 0 when it cannot install the addon (not installable on this Odoo):
+        # the module's state tells.
+        if [ $kind = with ] && ! { odoo -d "$db" -i $ADDON --stop-after-init --http-port=0 \
+            --log-level=warn --logfile="$LOG_DIR/queue_job-suites-install.log" &&
+            [ "$(psql -d "$db" -Atqc "select state from ir_module_module where name='$ADDON'")" = installed ]; }; then
             say "installing $ADDON failed, see $LOG_DIR/queue_job-suites-install.log"
+            not_installed=" FAILED: $ADDON could not be installed, the 'with' run ran without it"
             rc=1
         fi
         # Failing tests make Odoo exit non-zero: the comparison below judges.
@@ -513,7 +523,7 @@ queue_job_suites() {
     verdict=$(matrix compare "$(run_label)" "$LOG_DIR/queue_job-suites-with.log" \
         "$LOG_DIR/queue_job-suites-without.log" 2>&1) || rc=1
     printf '%s\n' "$verdict" | tail -n +2 >&2
-    conclude "$(printf '%s\n' "$verdict" | head -n 1)"
+    conclude "$(printf '%s\n' "$verdict" | head -n 1)$not_installed"
     return $rc
 }
 

@@ -117,7 +117,9 @@ def cmd_check_copy(args):
     import odoo  # noqa: PLC0415
     from odoo.tools import config  # noqa: PLC0415
 
-    config.parse_config(["--addons-path", args.addons_path])
+    config.parse_config(
+        ["--addons-path", args.addons_path, "--http-interface", "127.0.0.1"]
+    )
     odoo.modules.module.initialize_sys_path()
     from odoo.addons import queue_job  # noqa: PLC0415
 
