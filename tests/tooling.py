@@ -90,7 +90,7 @@ def engine_module(name):
 
     Only for the engine modules that import Odoo's plain modules alone (settings,
     api_key): importing the addon as such would import queue_job into a process that
-    has neither a server's addons namespace nor its stand-in.
+    has no server's addons namespace.
     """
     package = sys.modules.get("dqj_engine")
     if package is None:

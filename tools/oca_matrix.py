@@ -2,18 +2,16 @@
 Python for each of them.
 
 A release is a file ``requirements-oca/<queue_job version>.txt`` (queue_job, the
-test_queue_job and queue_job_cron_jobrunner that go with it). Its version starts with
-the Odoo series it runs on (``18.0.``, ``19.0.``): ``versions`` lists the releases of
-the series of the Odoo that this Python imports (all of them when it imports none).
-Each is installed into a folder of its own, ``.build/oca/<version>``, never into
-site-packages, and that folder's ``odoo/addons`` goes on the addons path of that
-release's runs only::
+test_queue_job and queue_job_cron_jobrunner that go with it); its version's first two
+parts name the Odoo series it runs on. Each is installed into a folder of its own,
+``.build/oca/<version>``, never into site-packages, and that folder's ``odoo/addons``
+goes on the addons path of that release's runs only::
 
-    python3 tools/oca_matrix.py versions [--only V[,V]]  # oldest first
-    python3 tools/oca_matrix.py install V TARGET          # pip --no-deps --target
-    python3 tools/oca_matrix.py stand-in TARGET           # 1 if the run needs it
-    python3 tools/oca_matrix.py check-copy ADDONS_PATH TARGET
-    python3 tools/oca_matrix.py compare V LOG_WITH LOG_WITHOUT
+    python tools/oca_matrix.py versions [--only V[,V]] [--series S[,S]]  # oldest first
+    python tools/oca_matrix.py install V TARGET          # pip --no-deps --target
+    python tools/oca_matrix.py python-deps TARGET        # external Python dependencies
+    python tools/oca_matrix.py check-copy ADDONS_PATH TARGET
+    python tools/oca_matrix.py compare LABEL LOG_WITH LOG_WITHOUT
 """
 
 import argparse
@@ -34,6 +32,10 @@ STAMP = ".dqj-requirements"
 
 def version_key(version):
     return tuple(int(part) for part in version.split("."))
+
+
+def series_of(version):
+    return ".".join(version.split(".")[:2])
 
 
 def all_versions():
@@ -60,15 +62,16 @@ def cmd_versions(args):
                 f"requirements-oca/ has {', '.join(versions)}"
             )
         versions = [v for v in versions if v in wanted]
-    series = odoo_series()
-    if series:
-        other = [v for v in versions if not v.startswith(series + ".")]
-        if other and args.only:
+    if args.series:
+        series = [s.strip() for s in args.series.split(",") if s.strip()]
+        known = {series_of(v) for v in all_versions()}
+        unknown = [s for s in series if s not in known]
+        if unknown:
             sys.exit(
-                f"queue_job {', '.join(other)} is not for Odoo {series}, the Odoo "
-                f"of {sys.executable}"
+                f"unknown Odoo series {', '.join(unknown)}: requirements-oca/ has "
+                f"releases for {', '.join(sorted(known, key=version_key))}"
             )
-        versions = [v for v in versions if v not in other]
+        versions = [v for v in versions if series_of(v) in series]
     print(" ".join(versions))
 
 
@@ -99,38 +102,19 @@ def cmd_install(args):
     partial.rename(target)
 
 
-def uses_later_odoo_names(addons_dir):
-    """The later-Odoo names the release's code uses (see tools/odoo_stand_in.py)."""
-    found = set()
-    for path in pathlib.Path(addons_dir).rglob("*.py"):
-        text = path.read_text(errors="replace")
-        if "@api.private" in text:
-            found.add("odoo.api.private")
-        if "SETATTR_SOURCES" in text:
-            found.add("odoo.tests.common.SETATTR_SOURCES")
-    return found
-
-
-def odoo_lacks():
-    import odoo.api  # noqa: PLC0415 -- only this command needs Odoo
-
-    sys.path.insert(0, str(TOOLS))
-    from odoo_stand_in import _defines  # noqa: PLC0415
-
-    lacking = set()
-    if not hasattr(odoo.api, "private"):
-        lacking.add("odoo.api.private")
-    if not _defines("odoo.tests.common", "SETATTR_SOURCES"):
-        lacking.add("odoo.tests.common.SETATTR_SOURCES")
-    return lacking
-
-
-def cmd_stand_in(args):
-    needed = uses_later_odoo_names(pathlib.Path(args.target) / "odoo" / "addons")
-    missing = sorted(needed & odoo_lacks())
-    if missing:
-        print(f"uses {', '.join(missing)}, which this Odoo lacks", file=sys.stderr)
-    print("1" if missing else "0")
+def cmd_python_deps(args):
+    """The Python distributions the release's addons declare (external_dependencies),
+    for dev.sh to install into the series' environment: queue_job 19.0 needs
+    openupgradelib, which Odoo does not."""
+    names = set()
+    for manifest in sorted(
+        pathlib.Path(args.target).glob("odoo/addons/*/__manifest__.py")
+    ):
+        declared = ast.literal_eval(manifest.read_text()).get(
+            "external_dependencies", {}
+        )
+        names.update(declared.get("python", []))
+    print(" ".join(sorted(names)))
 
 
 def cmd_check_copy(args):
@@ -138,11 +122,13 @@ def cmd_check_copy(args):
     sys.path.insert(0, str(TOOLS))
     import odoo_launcher  # noqa: PLC0415
 
-    dropped, supplied = odoo_launcher.prepare()
+    dropped = odoo_launcher.prepare()
     import odoo  # noqa: PLC0415
     from odoo.tools import config  # noqa: PLC0415
 
-    config.parse_config(["--addons-path", args.addons_path])
+    config.parse_config(
+        ["--addons-path", args.addons_path, "--http-interface", "127.0.0.1"]
+    )
     odoo.modules.module.initialize_sys_path()
     from odoo.addons import queue_job  # noqa: PLC0415
 
@@ -157,8 +143,6 @@ def cmd_check_copy(args):
     )
     for folder in dropped:
         print(f"  ignored (not on the addons path): {folder}")
-    if supplied:
-        print(f"  stand-in for a later Odoo 18.0: {', '.join(supplied)}")
     if where != expected:
         sys.exit(f"FAIL: expected queue_job from {expected}")
 
@@ -189,7 +173,7 @@ def cmd_compare(args):
     without_total, without_failed, without_failing = outcomes(args.log_without)
     added = sorted(with_failing - without_failing)
     print(
-        f"queue_job suites (queue_job {args.version}): with the addon {with_total} "
+        f"queue_job suites ({args.label}): with the addon {with_total} "
         f"tests, {with_failed} failing; without it {without_total} tests, "
         f"{without_failed} failing; failing only with the addon: {len(added)}"
     )
@@ -212,11 +196,11 @@ def cmd_compare(args):
 
 # The subcommands dev.sh runs: name, function, arguments.
 COMMANDS = (
-    ("versions", cmd_versions, ["--only"]),
+    ("versions", cmd_versions, ["--only", "--series"]),
     ("install", cmd_install, ["version", "target"]),
-    ("stand-in", cmd_stand_in, ["target"]),
+    ("python-deps", cmd_python_deps, ["target"]),
     ("check-copy", cmd_check_copy, ["addons_path", "target"]),
-    ("compare", cmd_compare, ["version", "log_with", "log_without"]),
+    ("compare", cmd_compare, ["label", "log_with", "log_without"]),
 )
 
 
