@@ -239,6 +239,35 @@ class CommittedQueueCase(BaseCase, JobsMixin):
             )
         self.addCleanup(self._cleanup)
 
+    def allow_commit_of_server_actions(self):
+        """Give the job function of server actions run as jobs
+        (``<ir.actions.server>.run``) "Allow Commit", committed, until the test
+        ends."""
+        with self.committed() as env:
+            function = env["queue.job.function"].search(
+                [("name", "=", "<ir.actions.server>.run")]
+            )
+            had_function = bool(function)
+            if not function:
+                function = env["queue.job.function"].create(
+                    {
+                        "model_id": env.ref("base.model_ir_actions_server").id,
+                        "method": "run",
+                    }
+                )
+            function.allow_commit = True
+            function_id = function.id
+
+        def restore():
+            with self.committed() as env:
+                function = env["queue.job.function"].browse(function_id)
+                if had_function:
+                    function.allow_commit = False
+                else:
+                    function.unlink()
+
+        self.addCleanup(restore)
+
     def _cleanup(self):
         with self.committed() as env:
             env.cr.execute("DROP TABLE IF EXISTS dqj_test_effect")

@@ -310,29 +310,7 @@ while time.monotonic() < deadline:
 class TestCommittingJobs(CommittedQueueCase):
     def setUp(self):
         super().setUp()
-        with self.committed() as env:
-            function = env["queue.job.function"].search(
-                [("name", "=", "<ir.actions.server>.run")]
-            )
-            self.had_function = bool(function)
-            if not function:
-                function = env["queue.job.function"].create(
-                    {
-                        "model_id": env.ref("base.model_ir_actions_server").id,
-                        "method": "run",
-                    }
-                )
-            function.allow_commit = True
-            self.function_id = function.id
-        self.addCleanup(self._drop_function)
-
-    def _drop_function(self):
-        with self.committed() as env:
-            function = env["queue.job.function"].browse(self.function_id)
-            if self.had_function:
-                function.allow_commit = False
-            else:
-                function.unlink()
+        self.allow_commit_of_server_actions()
 
     def test_committing_job_runs_once_and_writes_its_own_row(self):
         body = (

@@ -94,30 +94,7 @@ class TestJobGraphs(CommittedQueueCase):
         self._run_parents_together(WAIT_AT_GATE)
 
     def test_child_of_committing_parents_finishing_at_once_runs(self):
-        with self.committed() as env:
-            function = env["queue.job.function"].search(
-                [("name", "=", "<ir.actions.server>.run")]
-            )
-            had_function = bool(function)
-            if not function:
-                function = env["queue.job.function"].create(
-                    {
-                        "model_id": env.ref("base.model_ir_actions_server").id,
-                        "method": "run",
-                    }
-                )
-            function.allow_commit = True
-            function_id = function.id
-
-        def drop_function():
-            with self.committed() as env:
-                function = env["queue.job.function"].browse(function_id)
-                if had_function:
-                    function.allow_commit = False
-                else:
-                    function.unlink()
-
-        self.addCleanup(drop_function)
+        self.allow_commit_of_server_actions()
         self._run_parents_together("env.cr.commit()\n" + WAIT_AT_GATE)
 
     def test_sweep_releases_children_whose_parents_are_all_done(self):

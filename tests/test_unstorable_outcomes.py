@@ -89,32 +89,6 @@ class TestUnstorableOutcomes(QueueJobCase, UnstorableMixin):
 class TestUnstorableCommitted(CommittedQueueCase, UnstorableMixin):
     """Runners that commit each job, and jobs allowed to commit."""
 
-    def _allow_commit(self):
-        with self.committed() as env:
-            function = env["queue.job.function"].search(
-                [("name", "=", "<ir.actions.server>.run")]
-            )
-            had_function = bool(function)
-            if not function:
-                function = env["queue.job.function"].create(
-                    {
-                        "model_id": env.ref("base.model_ir_actions_server").id,
-                        "method": "run",
-                    }
-                )
-            function.allow_commit = True
-            function_id = function.id
-
-        def drop_function():
-            with self.committed() as env:
-                function = env["queue.job.function"].browse(function_id)
-                if had_function:
-                    function.allow_commit = False
-                else:
-                    function.unlink()
-
-        self.addCleanup(drop_function)
-
     def _run_bad_then_behind(self, body, hook=None):
         with self.committed() as env:
             bad = self.enqueue_effect_jobs(env, 1, body=body, priority=1)
@@ -157,7 +131,7 @@ class TestUnstorableCommitted(CommittedQueueCase, UnstorableMixin):
     def test_committing_job_whose_failure_message_raises_fails_and_keeps_commits(self):
         """queue_job posts a message on the job when it fails; when that raises, the
         failure is stored without it."""
-        self._allow_commit()
+        self.allow_commit_of_server_actions()
         record, effects = self._run_bad_then_behind(
             "env.cr.commit()\n1 / 0", hook=_failure_message_raises
         )
