@@ -4,12 +4,13 @@
 import collections
 import itertools
 import time
+from unittest.mock import patch
 
 from odoo import sql_db
 from odoo.tests import tagged
 from odoo.tools import config
 
-from ..engine import job_locks, runner
+from ..engine import attempts, job_locks, runner
 from .common import (
     CommittedQueueCase,
     as_cron_thread,
@@ -128,6 +129,29 @@ class TestTwoCursors(CommittedQueueCase):
         # The acquisition (with the load), SAVEPOINT, the outcome's UPDATE; the
         # commit releases the savepoint.
         self.assertLessEqual(per_job, 3, f"{per_job} queries per job")
+
+    def test_plain_job_costs_one_statement_on_the_attempt_connection(self):
+        """What counting a plain job's tries outside its transaction costs: one
+        statement per job on the run's second connection (engine/attempts.py), and
+        one at the run's end that removes the last job's row."""
+        with self.committed() as env:
+            self.enqueue(11, env=env)
+        counted = []
+        close = attempts.AttemptLog.close
+
+        def count_then_close(log):
+            if log._cr is not None:
+                counted.append(log._cr.sql_log_count)
+            return close(log)
+
+        with (
+            patch.object(attempts.AttemptLog, "close", count_then_close),
+            self.committed() as env,
+        ):
+            env["queue.job"]._job_runner(batch_size=1, source="manual")
+            stats = env["queue.job"]._job_runner(batch_size=10, source="manual")
+        self.assertEqual(stats.done, 10)
+        self.assertEqual(counted, [1, 10], "one statement per job on that connection")
 
     def _default_run_statements(self, env):
         start = env.cr.sql_log_count
