@@ -5,6 +5,8 @@ The rest of the addon calls these and never asks which Odoo it runs on. Each hel
 looks for what the running Odoo offers, not at its version number.
 """
 
+import configparser
+
 import odoo
 from odoo.tools import config
 
@@ -51,3 +53,29 @@ def report_cron_progress(env, done, remaining, commit):
         progress.browse(env.context["ir_cron_progress_id"]).write(
             {"done": done, "remaining": remaining}
         )
+
+
+def config_section(name):
+    """The ``[name]`` section of Odoo's configuration file, as a dict (empty when the
+    file has none).
+
+    18.0 parses every section at start-up into ``config.misc``; 19.0 keeps only
+    ``[options]``, and the other sections are read from the file itself, as queue_job
+    19.0 reads its own ``[queue_job]``.
+    """
+    misc = getattr(config, "misc", None)
+    if misc is not None:
+        return dict(misc.get(name) or {})
+    path = config.get("config")
+    if not path:
+        return {}
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path)
+    return dict(parser[name]) if parser.has_section(name) else {}
+
+
+def registry_in_test_mode(registry):
+    """Whether the registry serves a test's cursor (18.0's ``in_test_mode()``); 19.0
+    keeps that state in its test framework only, and a server never has it."""
+    in_test_mode = getattr(registry, "in_test_mode", None)
+    return bool(in_test_mode and in_test_mode())

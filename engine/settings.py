@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from odoo.service import server as odoo_server
 from odoo.tools import config
 
-from .compat import server_wide_modules
+from .compat import config_section, server_wide_modules
 
 PARAM_PREFIX = "deltatech_queue_job."
 PARAM_BATCH_SIZE = PARAM_PREFIX + "batch_size"
@@ -248,7 +248,7 @@ def queue_job_channels():
     text = os.environ.get(QUEUE_JOB_CHANNELS_ENV)
     if text and text.strip():
         return text, QUEUE_JOB_CHANNELS_ENV
-    section = config.misc.get("queue_job") or {}
+    section = config_section("queue_job")
     text = section.get("channels")
     if text and text.strip():
         return text, QUEUE_JOB_CHANNELS_OPTION

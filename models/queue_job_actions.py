@@ -16,7 +16,7 @@ from odoo.modules.registry import Registry
 from odoo.tools import config
 from odoo.tools.misc import format_datetime
 
-from ..engine import job_locks
+from ..engine import compat, job_locks
 from ..engine.runner import STOP_POOLER
 from ..engine.settings import http_run_budget, read_settings
 
@@ -98,7 +98,7 @@ class QueueJob(models.Model):
         return not (
             odoo_module.current_test
             or config["test_enable"]
-            or self.env.registry.in_test_mode()
+            or compat.registry_in_test_mode(self.env.registry)
         )
 
     @api.model

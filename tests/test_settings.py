@@ -1,7 +1,9 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 
+import configparser
 import contextlib
 import os
+import tempfile
 
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import TransactionCase, new_test_user, tagged
@@ -29,21 +31,50 @@ def queue_job_configured(env=None, section=None):
     ``section`` as ``channels`` in the ``[queue_job]`` section of the configuration
     file (None: unset); both restored afterwards."""
     saved_env = os.environ.pop(QUEUE_JOB_CHANNELS_ENV, None)
-    missing = object()
-    saved_section = config.misc.pop("queue_job", missing)
     if env is not None:
         os.environ[QUEUE_JOB_CHANNELS_ENV] = env
-    if section is not None:
-        config.misc["queue_job"] = {"channels": section}
     try:
-        yield
+        with configuration_section("queue_job", section and {"channels": section}):
+            yield
     finally:
         os.environ.pop(QUEUE_JOB_CHANNELS_ENV, None)
         if saved_env is not None:
             os.environ[QUEUE_JOB_CHANNELS_ENV] = saved_env
-        config.misc.pop("queue_job", None)
-        if saved_section is not missing:
-            config.misc["queue_job"] = saved_section
+
+
+@contextlib.contextmanager
+def configuration_section(name, values):
+    """Odoo's configuration with ``values`` as its ``[name]`` section (none when
+    ``values`` is empty), as the server would have read it: 18.0 keeps the sections
+    in ``config.misc``; 19.0 reads them from the file, so the test points
+    ``config['config']`` at a file of its own."""
+    misc = getattr(config, "misc", None)
+    if misc is not None:
+        missing = object()
+        saved = misc.pop(name, missing)
+        if values:
+            misc[name] = dict(values)
+        try:
+            yield
+        finally:
+            misc.pop(name, None)
+            if saved is not missing:
+                misc[name] = saved
+        return
+    saved = config.get("config")
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "odoo.conf")
+        parser = configparser.ConfigParser(interpolation=None)
+        parser["options"] = {}
+        if values:
+            parser[name] = dict(values)
+        with open(path, "w", encoding="utf-8") as file:
+            parser.write(file)
+        config["config"] = path
+        try:
+            yield
+        finally:
+            config["config"] = saved
 
 
 @tagged("post_install", "-at_install")
