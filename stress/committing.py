@@ -79,6 +79,15 @@ WHERE q.state = 'started' AND q.dqj_committing AND q.uuid = ANY(%s)
 """
 
 
+def _crons_run_in_their_own_transaction(st):
+    """From Odoo 19.0 on, a cron run as a job (``method_direct_trigger``) runs on a
+    cursor of its own, as the scheduler runs it; on 18.0, in the caller's."""
+    version = st.db.scalar(
+        "SELECT latest_version FROM ir_module_module WHERE name = 'base'"
+    )
+    return int(version.split(".")[0]) >= 19
+
+
 def _size(st, short, full):
     return short if st.short else full
 
@@ -194,11 +203,21 @@ def committing_jobs(st):
         states["allowed"]["done"] == allowed_n and states["plain"]["done"] == plain_n,
         f"jobs not done: {summary}; states {states}; failures {failures}",
     )
-    check(
-        states["refused"]["failed"] == refused_n and refused_messages == refused_n,
-        f"committing jobs without Allow Commit not failed as such: {summary}",
-    )
-    check(refused_writes == 0, f"a refused commit kept its writes: {summary}")
+    if _crons_run_in_their_own_transaction(st):
+        # Odoo 19.0's ir.cron.method_direct_trigger runs the cron as the scheduler
+        # does, on a cursor of its own: its commits never reach the runner's
+        # transaction, so there is nothing to refuse (the commit guard itself is
+        # tested by the addon's suite on every series).
+        check(
+            states["refused"]["done"] == refused_n and refused_writes == refused_n,
+            f"crons run as jobs (their own transaction) not done once: {summary}",
+        )
+    else:
+        check(
+            states["refused"]["failed"] == refused_n and refused_messages == refused_n,
+            f"committing jobs without Allow Commit not failed as such: {summary}",
+        )
+        check(refused_writes == 0, f"a refused commit kept its writes: {summary}")
     check(
         all(runs[uuid] == 1 for uuid in uuids["plain"])
         and all(runs[uuid] >= 1 for uuid in uuids["allowed"]),
