@@ -6,6 +6,7 @@ looks for what the running Odoo offers, not at its version number.
 """
 
 import configparser
+import functools
 
 import odoo
 from odoo.tools import config
@@ -67,11 +68,16 @@ def config_section(name):
     if misc is not None:
         return dict(misc.get(name) or {})
     path = config.get("config")
-    if not path:
-        return {}
+    return dict(_file_section(path, name)) if path else {}
+
+
+@functools.lru_cache(maxsize=8)
+def _file_section(path, name):
+    """The section as the file holds it, read once per process (the settings are read
+    at every run; Odoo reads its file once, at start-up, too)."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(path)
-    return dict(parser[name]) if parser.has_section(name) else {}
+    return tuple(parser[name].items()) if parser.has_section(name) else ()
 
 
 def registry_in_test_mode(registry):
