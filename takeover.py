@@ -1,16 +1,22 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
-"""Taking over a database that ran the original deltatech_queue_job (Terrabit's, up to
-18.0.1.3.0) and OCA's ``queue_job_cron_jobrunner``, which the original depended on.
+"""Taking over a database that ran the original deltatech_queue_job (Terrabit's: on
+18.0 up to 18.0.1.3.0, on 19.0 up to 19.0.1.4.3) and OCA's ``queue_job_cron_jobrunner``,
+which the original depends on in both series.
 
-``migrations/18.0.2.0.0`` calls it on an upgrade from the original; the pre-init hook
-calls :func:`absorb_cron_jobrunner` on an install beside ``queue_job_cron_jobrunner``.
-All but :func:`resume_queue` run before this addon's models are loaded (a
-pre-migration or a pre-init hook), with SQL where the ORM does not know a column yet.
-The README's "Migrating from the original" says what each step does for the user.
+The original leaves the same footprint on both series (the same parameters and XML
+ids, no cron of its own, the same method names), so one takeover serves both:
+``migrations/18.0.2.0.0`` and ``migrations/19.0.2.0.0`` (Odoo runs a folder only on
+its own series, see :func:`pre_migrate`) both call :func:`pre_migrate` and
+:func:`post_migrate`; the pre-init hook calls :func:`absorb_cron_jobrunner` on an
+install beside ``queue_job_cron_jobrunner``. All but :func:`resume_queue` run before
+this addon's models are loaded (a pre-migration or a pre-init hook), with SQL where
+the ORM does not know a column yet. The README's "Migrating from the original" says
+what each step does for the user.
 """
 
 import logging
 
+from odoo import SUPERUSER_ID, api
 from odoo.exceptions import UserError
 from odoo.tools.sql import column_exists, create_column
 
@@ -48,7 +54,8 @@ ORIGINAL_INT_PARAMS = {
         PARAM_MAX_SECONDS,
     ),
 }
-# The key the original's 18.0 data file shipped to every database: no secret at all.
+# The key the original's data file shipped to every database up to 19.0.1.4.2: no
+# secret at all (its 19.0.1.4.3 deletes it; an older database may still hold it).
 PLACEHOLDER_KEY_PREFIX = "sk_live_CHANGE_ME"
 
 # The original's UI that the port does not carry, children first. Its other XML ids
@@ -64,6 +71,27 @@ ORIGINAL_UI_DROPPED = (
 RUNNER_CODE_PATTERN = "%_job_runner()%"
 
 
+# ---------------------------------------------------------------- migration
+def pre_migrate(cr, version):
+    """Before this addon's models and data are loaded, on an upgrade from the original
+    (``version``: the one installed; Odoo runs ``migrations/<series>.2.0.0`` only when
+    it is of that series and older, so 18.0.1.x on 18.0 and 19.0.1.x on 19.0)."""
+    if not version:
+        return
+    env = api.Environment(cr, SUPERUSER_ID, {})
+    # Refused before anything changes when another module needs the cron runner.
+    absorb_cron_jobrunner(env)
+    carry_over_settings(env)
+    drop_original_ui(env)
+
+
+def post_migrate(cr, version):
+    """After this addon's models and data are loaded: the queue resumes."""
+    if not version:
+        return
+    resume_queue(api.Environment(cr, SUPERUSER_ID, {}))
+
+
 # ---------------------------------------------------------------- settings
 def carry_over_settings(env):
     """The original's API key, batch size and max seconds into this addon's settings.
@@ -71,7 +99,7 @@ def carry_over_settings(env):
     The key is stored as this addon's salted hash (the caller's scheduler keeps
     working with the same key), stretched with PBKDF2 as it was chosen by hand (see
     engine/api_key.py); its plain text is deleted, and so are the other two
-    parameters once copied. The placeholder key of the original's 18.0 data is dropped,
+    parameters once copied. The placeholder key of the original's data is dropped,
     which leaves no key: the API refuses every call until one is generated. Values the
     port already has are kept; a value out of the port's bounds is not copied.
     Returns the names of the settings carried over.
@@ -222,9 +250,11 @@ def _adopt_runner_crons(cr):
         """
         UPDATE ir_cron cron SET dqj_queue_runner = true
           FROM ir_act_server action
+          -- The action's model by its id: its model_name is stored on 18.0 only.
+          JOIN ir_model model ON model.id = action.model_id
          WHERE action.id = cron.ir_actions_server_id
            AND cron.queue_job_runner
-           AND action.model_name = 'queue.job'
+           AND model.model = 'queue.job'
            AND action.code LIKE %s
            AND NOT EXISTS (
                 SELECT 1 FROM ir_model_data data

@@ -6,23 +6,30 @@ Run by ``./dev.sh test``, or directly::
         --log-dir L
 
 1. **Upgrade.** A copy of the template gets OCA's ``queue_job_cron_jobrunner``,
-   then the footprint the original 18.0.1.3.0 leaves in a database, built from what
-   is known of it (its code is not used): its module record and version, its
-   dependency on ``queue_job_cron_jobrunner``, its three parameters owned by XML ids
-   of its data file, its views, action and menu, a runner cron copied by hand, and
-   jobs in every state. Then ``odoo -u deltatech_queue_job`` runs this checkout's
-   code; its log must hold no WARNING and no ERROR. The database is checked (module
-   records, parameters, crons, the original's XML ids, jobs), then a real server
-   answers the scheduler that called the original, with the original's key and
-   body, and its runner crons process the rest of the queue.
+   then the footprint the original leaves in a database on this Odoo series
+   (18.0.1.3.0 on 18.0, 19.0.1.4.3 on 19.0), built from what is known of it (its
+   code is not used): its module record and version, its dependency on
+   ``queue_job_cron_jobrunner``, its three parameters owned by XML ids of its data
+   file, its views, action and menu, a runner cron copied by hand, and jobs in every
+   state. Then ``odoo -u deltatech_queue_job`` runs this checkout's code; its log
+   must hold no WARNING and no ERROR. The database is checked (module records,
+   parameters, crons, the original's XML ids, jobs), then a real server answers the
+   scheduler that called the original, with the original's key and bodies, and its
+   runner crons process the rest of the queue.
 2. **Install beside queue_job_cron_jobrunner** (without the original): ``odoo -i``
    takes its place the same way, with a clean log. Installing it again afterwards
    from the command line (which Odoo cannot refuse) logs an error saying so.
 
+OCA publishes ``queue_job_cron_jobrunner`` up to 18.0 only, while the original
+19.0.1.4.3 depends on it: on a series without it on the addons path, the stand-in of
+``stress/takeover_addons`` (its footprint under its names) takes its place.
+
 Each step prints one line; the databases are dropped at the end.
 """
 
+import json
 import os
+import pathlib
 import secrets
 import signal
 import sys
@@ -44,13 +51,85 @@ from odoo_server import (
     wait_for,
 )
 
+from odoo.release import series as SERIES
+
 MODULE = "deltatech_queue_job"
 CRON_JOBRUNNER = "queue_job_cron_jobrunner"
-ORIGINAL_SERIES = "18.0"
-ORIGINAL_VERSION = f"{ORIGINAL_SERIES}.1.3.0"
-# This checkout's version on that series, which the upgrade and the install must
-# record.
-VERSION = addon_version(ORIGINAL_SERIES)
+# The newest release of the original on each series.
+ORIGINAL_VERSIONS = {"18.0": "18.0.1.3.0", "19.0": "19.0.1.4.3"}
+# This checkout's version on the running series, which the upgrade and the install
+# must record.
+VERSION = addon_version(SERIES)
+# queue_job_cron_jobrunner's stand-in, for a series OCA publishes no release of it for.
+STAND_IN_ADDONS = pathlib.Path(__file__).resolve().parent / "takeover_addons"
+
+# The original's views on each series (the same XML ids; their content as its
+# views/queue_job_views.xml of that series has it). The enhanced list view inherits
+# the original's own list on 18.0, queue_job's on 19.0.
+BUTTONS_18 = (
+    '<button name="start_cron_trigger" type="object" string="Cron Trigger"/>'
+    '<button name="process_jobs" type="object" string="Process"/>'
+    '<button name="action_process_api_thread" type="object" '
+    'string="Process (Thread)"/>'
+)
+BUTTONS_19 = (
+    '<button name="start_cron_trigger" type="object" string="Cron Trigger" '
+    'display="always"/><button name="action_process_api_thread" type="object" '
+    'string="Process Background" display="always"/>'
+    '<button name="process_jobs" type="object" string="Process"/>'
+)
+FORM_18 = f'<data><xpath expr="//header" position="inside">{BUTTONS_18}</xpath></data>'
+LIST_18 = (
+    '<data><xpath expr="//field[@name=\'name\']" position="before"><header>'
+    f"{BUTTONS_18}</header></xpath><xpath expr=\"//field[@name='uuid']\" "
+    'position="after"><field name="identity_key" optional="show"/></xpath></data>'
+)
+# At a button the port's list does not have.
+LIST_ENHANCED_18 = (
+    '<data><xpath expr="//button[@name=\'process_jobs\']" position="after">'
+    '<button name="action_process_api_thread" type="object" string="Thread"/>'
+    "</xpath></data>"
+)
+SEARCH_18 = (
+    '<data><xpath expr="//filter[@name=\'pending\']" position="before">'
+    '<filter name="with_identity" string="With identity key" '
+    "domain=\"[('identity_key', '!=', False)]\"/></xpath></data>"
+)
+LIST_19 = (
+    f'<data><xpath expr="//list" position="inside"><header>{BUTTONS_19}</header>'
+    '</xpath><xpath expr="//list" position="inside">'
+    '<field name="identity_key" optional="hide"/></xpath></data>'
+)
+LIST_ENHANCED_19 = (
+    '<data><field name="priority" position="after"><field name="date_created"/>'
+    "</field></data>"
+)
+SEARCH_19 = (
+    '<data><xpath expr="//filter[@name=\'group_by_graph\']" position="inside">'
+    '<filter name="group_by_model_name" string="Model" '
+    "context=\"{'group_by': 'model_name'}\"/></xpath></data>"
+)
+# name: (the view it inherits, its arch), in the order of its data file.
+ORIGINAL_VIEWS = {
+    "18.0": {
+        "view_queue_job_form": ("queue_job.view_queue_job_form", FORM_18),
+        "view_queue_job_tree": ("queue_job.view_queue_job_tree", LIST_18),
+        "view_queue_job_tree_enhanced": (
+            f"{MODULE}.view_queue_job_tree",
+            LIST_ENHANCED_18,
+        ),
+        "view_queue_job_search": ("queue_job.view_queue_job_search", SEARCH_18),
+    },
+    "19.0": {
+        "view_queue_job_tree": ("queue_job.view_queue_job_tree", LIST_19),
+        "view_queue_job_form": ("queue_job.view_queue_job_form", FORM_18),
+        "view_queue_job_tree_enhanced": (
+            "queue_job.view_queue_job_tree",
+            LIST_ENHANCED_19,
+        ),
+        "view_queue_job_search": ("queue_job.view_queue_job_search", SEARCH_19),
+    },
+}
 
 # The original's footprint, built in an ``odoo shell`` of the database where
 # queue_job_cron_jobrunner is installed (the original's code is not on the addons path
@@ -93,27 +172,8 @@ def view(name, model, parent, arch):
     xmlid(name, env["ir.ui.view"].browse(cr.fetchone()[0]))
 
 
-BUTTONS = (
-    '<button name="start_cron_trigger" type="object" string="Cron Trigger"/>'
-    '<button name="process_jobs" type="object" string="Process"/>'
-    '<button name="action_process_api_thread" type="object" '
-    'string="Process (Thread)"/>'
-)
-view("view_queue_job_form", "queue.job", "queue_job.view_queue_job_form",
-     '<data><xpath expr="//header" position="inside">' + BUTTONS + "</xpath></data>")
-view("view_queue_job_tree", "queue.job", "queue_job.view_queue_job_tree",
-     '<data><xpath expr="//field[@name=\'name\']" position="before"><header>'
-     + BUTTONS + '</header></xpath><xpath expr="//field[@name=\'uuid\']" '
-     'position="after"><field name="identity_key" optional="show"/></xpath></data>')
-# Inherits the original's own list view, at a button the port's list does not have.
-view("view_queue_job_tree_enhanced", "queue.job", "{module}.view_queue_job_tree",
-     '<data><xpath expr="//button[@name=\'process_jobs\']" position="after">'
-     '<button name="action_process_api_thread" type="object" string="Thread"/>'
-     "</xpath></data>")
-view("view_queue_job_search", "queue.job", "queue_job.view_queue_job_search",
-     '<data><xpath expr="//filter[@name=\'pending\']" position="before">'
-     '<filter name="with_identity" string="With identity key" '
-     'domain="[(\'identity_key\', \'!=\', False)]"/></xpath></data>')
+for name, (parent, arch) in json.loads({views!r}).items():
+    view(name, "queue.job", parent, arch)
 view("res_config_settings_view_form", "res.config.settings",
      "base.res_config_settings_view_form",
      '<data><xpath expr="//form" position="inside"><app string="Queue Job" '
@@ -284,7 +344,8 @@ def upgrade(base, name, key):
             key=key,
             module=MODULE,
             cron_jobrunner=CRON_JOBRUNNER,
-            version=ORIGINAL_VERSION,
+            version=ORIGINAL_VERSIONS[SERIES],
+            views=json.dumps(ORIGINAL_VIEWS[SERIES]),
         )
     )
     jobs = fixture["jobs"]
@@ -298,7 +359,7 @@ def upgrade(base, name, key):
     api = check_old_key_and_callers(db, key, jobs)
     cron = check_runner_crons_drain(db, jobs)
     return (
-        f"upgrade from {ORIGINAL_VERSION}: clean log ({seconds:.0f} s); "
+        f"upgrade from {ORIGINAL_VERSIONS[SERIES]}: clean log ({seconds:.0f} s); "
         f"{CRON_JOBRUNNER} absorbed; settings carried over; the old key answered "
         f"{api}; the runner crons processed the other {cron} pending job(s)"
     )
@@ -409,6 +470,12 @@ def check_old_key_and_callers(db, key, jobs):
         check(stats.status_code == 200, f"GET stats: {stats.status_code} {stats.text}")
         block = stats.json()["result"]["stats"]
         check(block["pending"] == 4 and block["failed"] == 1, f"stats: {block}")
+        # The original's JSON-RPC body, the key in its params (its settings page).
+        rpc = {"jsonrpc": "2.0", "id": 1, "params": {"api_key": key}}
+        stats = requests.post(url + STATS_ROUTE, json=rpc, timeout=60)
+        check(stats.status_code == 200, f"POST stats: {stats.status_code} {stats.text}")
+        again = stats.json()["result"]["stats"]
+        check((again["pending"], again["failed"]) == (4, 1), f"POST stats: {again}")
         # cron-job.org's body for the original, plus a parameter the port ignores.
         body = {"params": {"api_key": key, "batch_size": 2, "priority": "high"}}
         response = requests.post(url + PROCESS_ROUTE, json=body, timeout=120)
@@ -432,7 +499,7 @@ def check_old_key_and_callers(db, key, jobs):
     check(not problems, "server log problems:\n  " + "\n  ".join(problems[:20]))
     done = done_count(db, jobs["pending"])
     check(done == 2, f"{done} of the pending jobs are done after the call")
-    return "200 (GET stats, then POST process: 2 jobs done)"
+    return "200 (GET and POST stats, then POST process: 2 jobs done)"
 
 
 def done_count(db, uuids):
@@ -487,6 +554,22 @@ def install_beside(base, name):
     )
 
 
+def with_cron_jobrunner(addons_path):
+    """The addons path, with queue_job_cron_jobrunner's stand-in after it when none
+    of its folders holds the module (OCA publishes no release of it for 19.0)."""
+    folders = [pathlib.Path(folder) for folder in addons_path.split(",") if folder]
+    if any(
+        (folder / CRON_JOBRUNNER / "__manifest__.py").exists() for folder in folders
+    ):
+        return addons_path
+    print(
+        f"{CRON_JOBRUNNER} is not on the addons path (no release for Odoo {SERIES}): "
+        f"its stand-in takes its place ({STAND_IN_ADDONS.name}/)",
+        flush=True,
+    )
+    return f"{addons_path},{STAND_IN_ADDONS}"
+
+
 def main():
     parser = run_parser(__doc__.splitlines()[0])
     args = parser.parse_args()
@@ -495,7 +578,11 @@ def main():
     start = time.monotonic()
     prefix = f"dqj_takeover_{os.getpid()}"
     base = Database(
-        prefix, args.template, args.addons_path, args.data_dir, args.log_dir
+        prefix,
+        args.template,
+        with_cron_jobrunner(args.addons_path),
+        args.data_dir,
+        args.log_dir,
     )
     steps = (
         ("upgrade", lambda: upgrade(base, prefix + "_up", secrets.token_urlsafe(24))),
