@@ -382,7 +382,7 @@ cmd_lint() {
     say "pylint-odoo"
     (cd "$HERE" && "$PY" -m pylint --rcfile="$HERE/.pylintrc" --load-plugins=pylint_odoo \
         $(git -C "$HERE" ls-files '*.py' ':!tools' ':!bench' ':!stress')) || rc=1
-    say "static checks (manifest, XML, CSV, Python compile, README up to date)"
+    say "static checks (manifest, XML, CSV, Python compile, README up to date, docs/ consistent)"
     "$PY" "$HERE/tools/check_static.py" "$HERE" || rc=1
     "$PY" "$HERE/tools/gen_readme.py" --check || rc=1
     return $rc

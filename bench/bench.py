@@ -304,7 +304,7 @@ def row(label, ours, base, unit, better="higher"):
 def measure_ceiling(args, commits=2000):
     """PostgreSQL alone, no Odoo: the rate of the smallest job-like transaction (one
     row updated, committed, waiting for its WAL flush), with 1, 2 and 4 connections.
-    No runner commits faster than this; the scaling model in the README starts
+    No runner commits faster than this; the scaling model (docs/scaling.rst) starts
     here."""
     sql(args, args.ours, "CREATE TABLE IF NOT EXISTS dqj_bench_ceiling (id int)")
     sql(args, args.ours, "TRUNCATE dqj_bench_ceiling")

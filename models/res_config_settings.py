@@ -38,45 +38,37 @@ class ResConfigSettings(models.TransientModel):
         string="Batch Size",
         config_parameter=PARAM_BATCH_SIZE,
         default=BOUNDS["batch_size"][0],
-        help="Maximum number of jobs one runner execution takes.",
+        help="The most jobs one run processes; the next run takes the rest.",
     )
     dqj_max_seconds = fields.Integer(
         string="Max Seconds",
         config_parameter=PARAM_MAX_SECONDS,
         default=BOUNDS["max_seconds"][0],
-        help="Time budget of one runner execution: no job is started when its "
-        "estimated duration would take the run past it. A run started by the cron "
-        "also ends before the server's cron time limit (limit_time_real_cron) would "
-        "kill its worker, counted as Odoo counts it: from the cron worker's last "
-        "heartbeat, before it slept and ran the other crons of its pass.",
+        help="Time budget of one run, in seconds: no job is started that would take "
+        "the run past it. Runs started by the cron also end in time for the server's "
+        "cron time limit.",
     )
     dqj_runner_count = fields.Integer(
         string="Parallel Runners",
         config_parameter=PARAM_RUNNER_COUNT,
         default=BOUNDS["runner_count"][0],
-        help="Number of runner crons sharing the queue (each cron runs one job at a "
-        "time; jobs are never run twice, the runners skip each other's jobs). Odoo "
-        "runs at most --max-cron-threads crons at the same time: runner crons beyond "
-        "that number run one after the other in the same cron worker, sharing its "
-        "time limit, and add nothing. Keep it at or below the number of cron "
-        "threads, one fewer when Odoo's other crons must not wait behind the queue.",
+        help="Number of runner crons sharing the queue. Keep it at or below the "
+        "server's cron threads (--max-cron-threads): more add nothing.",
     )
     dqj_channels = fields.Char(
         string="Channel Capacities",
         config_parameter=PARAM_CHANNELS,
-        help="queue_job's channels syntax, e.g. root:4,root.mail:1:sequential -- at "
-        "most that many jobs of a channel (and its sub-channels) run at the same "
-        "time; options: sequential, paused. Empty: the channels of queue_job's "
-        "configuration (ODOO_QUEUE_JOB_CHANNELS, or channels in its [queue_job] "
-        "section) when it has some, else no limit besides the number of runners.",
+        help="How many jobs of a channel may run at once, in queue_job's syntax, e.g. "
+        "root:4,root.mail:1:sequential. Empty: the channels of queue_job's own "
+        "configuration apply, if it has some.",
     )
     # queue_job's jobrunner channels (read by get_values, shown on the settings page
     # and imported by action_dqj_import_queue_job_channels).
     dqj_queue_job_channels = fields.Char(
         string="queue_job's Channels",
         readonly=True,
-        help="The channels of queue_job's own configuration, which its jobrunner "
-        "applies. This addon's runners apply them while Channel Capacities is empty.",
+        help="The channels set in queue_job's own configuration. They apply while "
+        "Channel Capacities is empty.",
     )
     dqj_queue_job_channels_origin = fields.Char(
         string="queue_job's Channels Origin", readonly=True
@@ -84,33 +76,30 @@ class ResConfigSettings(models.TransientModel):
     dqj_async_commit = fields.Boolean(
         string="Asynchronous Commit",
         config_parameter=PARAM_ASYNC_COMMIT,
-        help="Commit each job without waiting for PostgreSQL to flush it to disk "
-        "(synchronous_commit = off), which lets parallel runners scale. If the "
-        "PostgreSQL server itself crashes, the jobs of the batch in flight may be "
-        "pending again, their database writes undone with them: effects outside "
-        "the database (e-mails sent directly, HTTP calls) would happen twice.",
+        help="Faster commits, so that parallel runners scale. If the PostgreSQL server "
+        "crashes, the last jobs may run again and repeat what they did outside the "
+        "database (e-mails, calls to other systems).",
     )
     dqj_history_days = fields.Integer(
         string="History Retention (days)",
         config_parameter=PARAM_HISTORY_DAYS,
         default=BOUNDS["history_days"][0],
-        help="Runner executions older than this are removed from the run history.",
+        help="Runs older than this many days are removed from the Runner History.",
     )
     # Read by get_values() (the settings' own way for values that are not a plain
     # parameter): a compute is not evaluated for the form's new record.
     dqj_api_key_configured = fields.Boolean(
         string="API Key Configured",
         readonly=True,
-        help="Only a salted hash of the key is stored: the key itself is shown once, "
-        "when it is generated.",
+        help="Only a hash of the key is stored: the key is shown once, when it is "
+        "generated.",
     )
 
     dqj_queue_job_runner_active = fields.Boolean(
         string="queue_job's Job Runner Active",
         readonly=True,
-        help="queue_job's own jobrunner works this database (from this server or "
-        "another one) or this server starts it: two runners compete for the same "
-        "jobs.",
+        help="queue_job's own job runner also works this database: it and this "
+        "addon's runners compete for the same jobs. Keep one.",
     )
 
     @api.model
