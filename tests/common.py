@@ -14,8 +14,9 @@ from odoo.tools import config
 from odoo.addons.queue_job.job import Job
 from odoo.addons.queue_job.jobrunner.runner import Database as JobRunnerDatabase
 
+from dqj_harness.kit import kill, odoo_main, start_with_input
+
 from ..engine.settings import PARAM_PREFIX
-from .tooling import kill, odoo_main, start_with_input
 
 # The runner logs each failed job at ERROR, with its traceback, like queue_job does;
 # tests that make jobs fail on purpose mute it.

@@ -10,6 +10,8 @@ from odoo import sql_db
 from odoo.tests import tagged
 from odoo.tools import config
 
+from dqj_harness.kit import kill, wait_for
+
 from ..engine import attempts, job_locks, runner
 from .common import (
     CommittedQueueCase,
@@ -17,7 +19,6 @@ from .common import (
     process_cron_job,
     time_limits,
 )
-from .tooling import kill, wait_for
 
 RUNNER_SCRIPT = """
 stats = env["queue.job"]._job_runner(batch_size=1000, max_seconds=300, source="manual")

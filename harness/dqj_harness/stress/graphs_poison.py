@@ -14,8 +14,8 @@ at once:
 - jobs allowed to commit in a sequential channel of capacity 1: their recorded
   spans (start committed, then end committed) must never overlap.
 
-The job methods live in the test-only addon ``stress/addons/dqj_stress`` (a server
-action cannot import ``os``), which the stress harness alone installs.
+The job methods live in the test-only addon ``stress/addons/dqj_stress`` of the harness
+(a server action cannot import ``os``), which the stress harness alone installs.
 """
 
 import contextlib
@@ -24,7 +24,8 @@ import threading
 import time
 
 import requests
-from odoo_server import Failure, check, settings, wait_for
+
+from .odoo_server import Failure, check, settings, wait_for
 
 MAX_RETRIES = 2
 CHANNEL = "root.dqjstressseq"

@@ -8,7 +8,8 @@ import threading
 import time
 
 import requests
-from odoo_server import (
+
+from .odoo_server import (
     Failure,
     OdooServer,
     check,

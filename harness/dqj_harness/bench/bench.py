@@ -3,8 +3,8 @@
 Run it with ``./dev.sh bench`` (which prepares one database per runner: the two addons
 exclude each other) or directly::
 
-    python3 bench/bench.py --ours DB1 --baseline DB2 --addons-path P --data-dir D \\
-        [--only defaults,backlog] [--jobs N] [--backlog N]
+    python -m dqj_harness.bench.bench --ours DB1 --baseline DB2 --addons-path P \\
+        --data-dir D [--only defaults,backlog] [--jobs N] [--backlog N]
 
 Every figure comes from real Odoo processes (``odoo shell``) on real PostgreSQL:
 
@@ -24,7 +24,6 @@ Every figure comes from real Odoo processes (``odoo shell``) on real PostgreSQL:
 
 import argparse
 import json
-import pathlib
 import statistics
 import sys
 import threading
@@ -32,8 +31,12 @@ import time
 
 import psycopg2
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "stress"))
-from odoo_server import Database, odoo_main, settings, start_with_input
+from dqj_harness.stress.odoo_server import (
+    Database,
+    odoo_main,
+    settings,
+    start_with_input,
+)
 
 ENQUEUE = """
 import time

@@ -1,11 +1,11 @@
 """End-to-end benchmark on running servers: deltatech_queue_job against OCA's
 queue_job_cron_jobrunner, same run, same machine.
 
-Run by ``./dev.sh bench`` after bench/bench.py (it reuses that command's two
+Run by ``./dev.sh bench`` after dqj_harness.bench.bench (it reuses that command's two
 databases), or directly::
 
-    python3 bench/bench_server.py --ours DB1 --baseline DB2 --addons-path P \\
-        --data-dir D --log-dir L
+    python -m dqj_harness.bench.bench_server --ours DB1 --baseline DB2 \\
+        --addons-path P --data-dir D --log-dir L
 
 Each database is served by a real ``odoo`` (``--workers=2 --max-cron-threads=2``) on a
 free loopback port, stopped at the end. Jobs are trivial server actions that record
@@ -26,14 +26,12 @@ shell`` processes. Measured:
 
 import argparse
 import contextlib
-import pathlib
 import statistics
 import sys
 import threading
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "stress"))
-from odoo_server import (
+from dqj_harness.stress.odoo_server import (
     Database,
     OdooServer,
     check,

@@ -5,7 +5,7 @@ import os
 import signal
 import time
 
-from odoo_server import RUNNING_LOCK_NS, check, enqueue, job_group, wait_for
+from .odoo_server import RUNNING_LOCK_NS, check, enqueue, job_group, wait_for
 
 
 def _size(st, short, full):

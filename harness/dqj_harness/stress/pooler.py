@@ -19,7 +19,7 @@ import contextlib
 import os
 import time
 
-from odoo_server import PgBouncer, check, enqueue, job_group, log_lines
+from .odoo_server import PgBouncer, check, enqueue, job_group, log_lines
 
 # The ERROR of a refused run (engine/runner.py's POOLER_MESSAGE).
 REFUSAL_LOG = "connection pooler in transaction mode is in front of PostgreSQL"

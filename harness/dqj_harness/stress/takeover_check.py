@@ -2,8 +2,8 @@
 
 Run by ``./dev.sh test``, or directly::
 
-    python3 stress/takeover_check.py --template DB --addons-path P --data-dir D \\
-        --log-dir L
+    python -m dqj_harness.stress.takeover_check --template DB --addons-path P \\
+        --data-dir D --log-dir L
 
 1. **Upgrade.** A copy of the template gets OCA's ``queue_job_cron_jobrunner``,
    then the footprint the original 18.0.1.3.0 leaves in a database, built from what
@@ -30,7 +30,8 @@ import time
 import traceback
 
 import requests
-from odoo_server import (
+
+from .odoo_server import (
     PROCESS_ROUTE,
     STATS_ROUTE,
     Database,
