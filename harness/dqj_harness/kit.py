@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import psycopg2
@@ -63,6 +64,22 @@ def wait_for(condition, timeout, what, interval=0.1):
         if time.monotonic() > deadline:
             raise Failure(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def threads_running(target, count, stop, join_timeout):
+    """``count`` daemon threads running ``target`` while the block runs; then
+    ``stop`` (the threading.Event they watch) is set and each is given
+    ``join_timeout`` seconds to end. Yields the threads."""
+    threads = [threading.Thread(target=target, daemon=True) for _i in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield threads
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=join_timeout)
 
 
 def free_port():

@@ -22,7 +22,6 @@ Every figure comes from real Odoo processes (``odoo shell``) on real PostgreSQL:
 - acquire: time to lock the next job with 1k, 100k and 1M pending jobs.
 """
 
-import argparse
 import json
 import statistics
 import sys
@@ -31,6 +30,7 @@ import time
 
 import psycopg2
 
+from dqj_harness.bench.options import argument_parser
 from dqj_harness.stress.odoo_server import (
     Database,
     odoo_main,
@@ -240,13 +240,7 @@ PARTS = ("ceiling", "enqueue", "defaults", "tuned", "backlog", "async", "acquire
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ours", required=True, help="database with this addon")
-    parser.add_argument(
-        "--baseline", required=True, help="database with cron_jobrunner"
-    )
-    parser.add_argument("--addons-path", required=True)
-    parser.add_argument("--data-dir", required=True)
+    parser = argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument(
         "--repeat",

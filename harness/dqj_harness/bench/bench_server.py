@@ -24,13 +24,13 @@ shell`` processes. Measured:
   worker running the runner crons, from the commit to the last job's start.
 """
 
-import argparse
 import contextlib
 import statistics
 import sys
 import threading
 import time
 
+from dqj_harness.bench.options import argument_parser
 from dqj_harness.stress.odoo_server import (
     Database,
     OdooServer,
@@ -277,13 +277,7 @@ def measure(args, name, ours):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ours", required=True, help="database with this addon")
-    parser.add_argument(
-        "--baseline", required=True, help="database with cron_jobrunner"
-    )
-    parser.add_argument("--addons-path", required=True)
-    parser.add_argument("--data-dir", required=True)
+    parser = argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--log-dir", required=True)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--latency-jobs", type=int, default=200)

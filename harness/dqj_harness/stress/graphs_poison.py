@@ -25,6 +25,8 @@ import time
 
 import requests
 
+from dqj_harness.kit import threads_running
+
 from .odoo_server import Failure, check, settings, wait_for
 
 MAX_RETRIES = 2
@@ -137,15 +139,8 @@ def _callers(st, count):
             if status != 200 or not result.get("processed"):
                 time.sleep(0.3)
 
-    threads = [threading.Thread(target=loop, daemon=True) for _i in range(count)]
-    for thread in threads:
-        thread.start()
-    try:
+    with threads_running(loop, count, stop, join_timeout=90):
         yield totals
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=90)
 
 
 def graphs_and_poison(st):
