@@ -319,6 +319,12 @@ class CommittedQueueCase(BaseCase, JobsMixin):
             [action.with_delay(**delay_kwargs).run() for _i in range(count)], env
         )
 
+    def enqueue_sleeping_jobs(self, env, count, seconds, **kwargs):
+        """``count`` effect jobs (as above) that hold their worker ``seconds`` seconds
+        in PostgreSQL (long enough, say, for the test to kill it)."""
+        body = f"env.cr.execute('SELECT pg_sleep({seconds})')"
+        return self.enqueue_effect_jobs(env, count, body=body, **kwargs)
+
     def start_runner_process(self, script):
         """An ``odoo shell`` process running ``script``, killed at the test's end."""
         proc = start_with_input(odoo_command("shell", "--no-http"), script)
