@@ -9,16 +9,18 @@
 #                    the newest release of each series queue_job's and test_queue_job's
 #                    suites with and without the addon and the short stress run
 #   ./dev.sh lint    lint + static checks only (needs no Odoo)
-#   ./dev.sh bench   benchmark against OCA's queue_job_cron_jobrunner (bench/bench.py,
-#                    then bench/bench_server.py on running servers; --no-server or
-#                    --server-only, followed by that part's options, runs one part)
-#   ./dev.sh stress [--short]  stress and chaos suite against a running server (stress/)
+#   ./dev.sh bench   benchmark against OCA's queue_job_cron_jobrunner (dqj_harness.bench.bench,
+#                    then dqj_harness.bench.bench_server on running servers; --no-server
+#                    or --server-only, followed by that part's options, runs one part)
+#   ./dev.sh stress [--short]  stress and chaos suite against a running server
+#                    (dqj_harness.stress)
 #   ./dev.sh shell   an Odoo shell on the serve database
 #   ./dev.sh clean   drop this checkout's template databases and .build/
 #
 # Each Odoo series runs in a virtual environment of its own, .build/venv-<series>, set up
 # by the commands that need it: Odoo's requirements (pins fixed for this Python, see
-# tools/odoo_requirements.py), requirements-dev.txt, and Odoo installed editable from a
+# harness/dqj_harness/tools/odoo_requirements.py), requirements-dev.txt, the harness
+# (harness/: the test kit, stress, bench, tools) and Odoo installed editable from a
 # copy of its source kept in the user's cache, $XDG_CACHE_HOME/deltatech_queue_job/
 # odoo-<series> (~/.cache/... by default), shared by every checkout. That copy comes
 # from DQJ_ODOO_18 / DQJ_ODOO_19 (a local folder, or a git URL, optionally URL#ref) or,
@@ -51,9 +53,14 @@ PY=$BASE_PY
 # Odoo's sources, one per series, shared by the checkouts of this user (like pip's cache).
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/deltatech_queue_job"
 ODOO_GIT=https://github.com/odoo/odoo.git
+# The development harness (test kit, stress, bench, tools): a package of its own, not
+# shipped with the addon, installed editable into each series' environment (use_series).
+# The tools that run before that environment exists run as scripts from here.
+HARNESS="$HERE/harness"
+TOOLS="$HARNESS/dqj_harness/tools"
 # Every Odoo process of the tooling starts through the launcher (and the processes they
-# start, which inherit this): see tools/odoo_launcher.py.
-export DQJ_ODOO_LAUNCHER="$HERE/tools/odoo_launcher.py"
+# start, which inherit this): see dqj_harness/tools/odoo_launcher.py.
+export DQJ_ODOO_LAUNCHER=dqj_harness.tools.odoo_launcher
 # The series in use (use_series) and the queue_job release in use (use_queue_job): its
 # version, its folder in .build/oca/.
 SERIES=""
@@ -62,7 +69,7 @@ OCA_DIR=""
 
 say() { printf '\033[1m[dev.sh]\033[0m %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
-matrix() { "$PY" "$HERE/tools/oca_matrix.py" "$@"; }
+matrix() { "$PY" "$TOOLS/oca_matrix.py" "$@"; }
 
 # ---------------------------------------------------------------- requirements
 install_requirements() {
@@ -162,7 +169,7 @@ use_series() {
     [ "$SERIES" = "$series" ] && return 0
     src=$(odoo_source "$series") || { explain_missing_source "$series"; return 1; }
     mkdir -p "$BUILD"
-    reqs=$(cd / && "$BASE_PY" "$HERE/tools/odoo_requirements.py" "$src" 2>"$BUILD/requirements.notes") ||
+    reqs=$(cd / && "$BASE_PY" "$TOOLS/odoo_requirements.py" "$src" 2>"$BUILD/requirements.notes") ||
         { cat "$BUILD/requirements.notes" >&2; return 1; }
     want=$( ("$BASE_PY" -c 'import sys; print(sys.version)'; command -v "$BASE_PY"
         echo "$src"; echo "$reqs"; cat "$HERE/requirements-dev.txt") | sha1sum | cut -c1-16)
@@ -178,6 +185,7 @@ use_series() {
             --config-settings editable_mode=compat -e "$src") || return 1
         echo "$want" >"$venv/.dqj-stamp"
     fi
+    install_harness "$venv" || return 1
     found=$(cd / && "$venv/bin/python" -c 'import odoo.release as r; print(r.series)' 2>&1) || true
     if [ "$found" != "$series" ]; then
         say "the Python of .build/venv-$series does not import Odoo $series: $found"
@@ -185,6 +193,23 @@ use_series() {
     fi
     PY="$venv/bin/python"
     SERIES=$series
+}
+
+install_harness() {
+    # The harness, editable, into the environment: again when its pyproject.toml changes
+    # or the environment served another checkout. An environment linked from another
+    # checkout is left as it is (its harness is that checkout's).
+    local venv=$1 want where
+    want=$( (echo "$HARNESS"; cat "$HARNESS/pyproject.toml") | sha1sum | cut -c1-16)
+    [ "$(cat "$venv/.dqj-harness-stamp" 2>/dev/null)" = "$want" ] && return 0
+    if [ -L "$venv" ]; then
+        where=$(cd / && "$venv/bin/python" -c 'import dqj_harness; print(dqj_harness.__path__[0])' 2>&1) || where="none"
+        say "NOTE: .build/$(basename "$venv") is linked from another checkout: its harness ($where) is used, not this checkout's"
+        return 0
+    fi
+    say "installing the harness (harness/, editable) into .build/$(basename "$venv")"
+    (cd / && "$venv/bin/python" -m pip install -q --no-deps -e "$HARNESS") || return 1
+    echo "$want" >"$venv/.dqj-harness-stamp"
 }
 
 # ---------------------------------------------------------------- queue_job releases
@@ -320,7 +345,7 @@ odoo_exec() {
     cd /
     # Loopback unless the caller says otherwise (a later option wins): Odoo 19 warns
     # when no interface is given, and the lifecycle check fails on warnings.
-    TZ=UTC exec "$PY" "$DQJ_ODOO_LAUNCHER" "${sub[@]}" --http-interface=127.0.0.1 \
+    TZ=UTC exec "$PY" -m "$DQJ_ODOO_LAUNCHER" "${sub[@]}" --http-interface=127.0.0.1 \
         --addons-path="$path" --data-dir="$DATA_DIR" "$@"
 }
 
@@ -381,10 +406,12 @@ cmd_lint() {
     "$PY" -m ruff format --check "$HERE" || rc=1
     say "pylint-odoo"
     (cd "$HERE" && "$PY" -m pylint --rcfile="$HERE/.pylintrc" --load-plugins=pylint_odoo \
-        $(git -C "$HERE" ls-files '*.py' ':!tools' ':!bench' ':!stress')) || rc=1
+        $(git -C "$HERE" ls-files '*.py' ':!harness')) || rc=1
     say "static checks (manifest, XML, CSV, Python compile, README up to date, docs/ consistent)"
-    "$PY" "$HERE/tools/check_static.py" "$HERE" || rc=1
-    "$PY" "$HERE/tools/gen_readme.py" --check || rc=1
+    "$PY" "$TOOLS/check_static.py" "$HERE" || rc=1
+    "$PY" "$TOOLS/gen_readme.py" --check || rc=1
+    say "the addon's artefacts (its wheel, git archive) carry no harness file"
+    "$PY" "$TOOLS/check_artefacts.py" "$HERE" || rc=1
     return $rc
 }
 
@@ -451,7 +478,7 @@ takeover_check() {
     # clean logs, then a real server.
     local template=$1 log="$LOG_DIR/takeover.log" rc=0
     say "takeover of the original's databases (log: .build/logs/takeover.log)"
-    (cd / && TZ=UTC timeout 900 "$PY" "$HERE/stress/takeover_check.py" --template "$template" \
+    (cd / && TZ=UTC timeout 900 "$PY" -m dqj_harness.stress.takeover_check --template "$template" \
         --addons-path "$(addons_path)" --data-dir "$DATA_DIR" --log-dir "$LOG_DIR") \
         2>&1 | tee "$log" || rc=1
     grep -q '^takeover: passed' "$log" || rc=1
@@ -632,7 +659,7 @@ cmd_stress_run() {
     local template=$1 log="$LOG_DIR/stress.log" rc=0
     shift
     say "stress and chaos suite $* (log: ${log#"$HERE"/}, server: ${LOG_DIR#"$HERE"/}/stress-server.log)"
-    (cd / && TZ=UTC timeout 3600 "$PY" "$HERE/stress/run.py" --template "$template" \
+    (cd / && TZ=UTC timeout 3600 "$PY" -m dqj_harness.stress.run --template "$template" \
         --addons-path "$(addons_path)" --data-dir "$DATA_DIR" --log-dir "$LOG_DIR" "$@") \
         2>&1 | tee "$log" || rc=1
     grep -q '^stress (.*): passed' "$log" || rc=1
@@ -688,20 +715,20 @@ cmd_bench() {
     say "installing $ADDON in $ours and queue_job_cron_jobrunner in $base"
     odoo -d "$ours" -i $ADDON --stop-after-init --http-port=0 --log-level=warn
     odoo -d "$base" -i queue_job_cron_jobrunner --stop-after-init --http-port=0 --log-level=warn
-    # --server-only: the end-to-end part only; --no-server: bench/bench.py only (the
-    # options of that part follow).
+    # --server-only: the end-to-end part only; --no-server: dqj_harness.bench.bench only
+    # (the options of that part follow).
     local part=both rc=0
     case "${1:-}" in
         --server-only) part=server; shift ;;
         --no-server) part=shell; shift ;;
     esac
     if [ $part != server ]; then
-        (cd / && TZ=UTC "$PY" "$HERE/bench/bench.py" --ours "$ours" --baseline "$base" \
+        (cd / && TZ=UTC "$PY" -m dqj_harness.bench.bench --ours "$ours" --baseline "$base" \
             --addons-path "$(addons_path)" --data-dir "$DATA_DIR" "$@") || rc=1
         set --
     fi
     if [ $part != shell ]; then
-        (cd / && TZ=UTC "$PY" "$HERE/bench/bench_server.py" --ours "$ours" \
+        (cd / && TZ=UTC "$PY" -m dqj_harness.bench.bench_server --ours "$ours" \
             --baseline "$base" --addons-path "$(addons_path)" --data-dir "$DATA_DIR" \
             --log-dir "$LOG_DIR" "$@") || rc=1
     fi

@@ -14,8 +14,9 @@ from odoo.tools import config
 from odoo.addons.queue_job.job import Job
 from odoo.addons.queue_job.jobrunner.runner import Database as JobRunnerDatabase
 
+from dqj_harness.kit import kill, odoo_main, start_with_input
+
 from ..engine.settings import PARAM_PREFIX
-from .tooling import kill, odoo_main, start_with_input
 
 # The runner logs each failed job at ERROR, with its traceback, like queue_job does;
 # tests that make jobs fail on purpose mute it.
@@ -317,6 +318,12 @@ class CommittedQueueCase(BaseCase, JobsMixin):
         return self.jobs_of(
             [action.with_delay(**delay_kwargs).run() for _i in range(count)], env
         )
+
+    def enqueue_sleeping_jobs(self, env, count, seconds, **kwargs):
+        """``count`` effect jobs (as above) that hold their worker ``seconds`` seconds
+        in PostgreSQL (long enough, say, for the test to kill it)."""
+        body = f"env.cr.execute('SELECT pg_sleep({seconds})')"
+        return self.enqueue_effect_jobs(env, count, body=body, **kwargs)
 
     def start_runner_process(self, script):
         """An ``odoo shell`` process running ``script``, killed at the test's end."""

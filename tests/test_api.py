@@ -295,25 +295,23 @@ class TestApiParameters(ApiCase):
         *("२०", "²"),  # digits, but not ASCII ones
     )
 
-    def test_bad_batch_size_is_refused(self):
+    def assertBadValuesRefused(self, name, maximum):
+        """Each bad value of parameter ``name``, and ``maximum`` + 1, is refused with
+        a 400 naming the parameter and its maximum; the queue is left alone."""
         jobs = self.enqueue(1)
-        for value in (*self.BAD_VALUES, 1001):
-            with self.subTest(batch_size=value):
+        for value in (*self.BAD_VALUES, maximum + 1):
+            with self.subTest(**{name: value}):
                 result = self.assertRefused(
-                    400, {"api_key": self.key, "batch_size": value}, "batch_size"
+                    400, {"api_key": self.key, name: value}, name
                 )
-                self.assertIn("1000", result["message"])
+                self.assertIn(str(maximum), result["message"])
         self.assertStillPending(jobs)
 
+    def test_bad_batch_size_is_refused(self):
+        self.assertBadValuesRefused("batch_size", 1000)
+
     def test_bad_max_seconds_is_refused(self):
-        jobs = self.enqueue(1)
-        for value in (*self.BAD_VALUES, 601):
-            with self.subTest(max_seconds=value):
-                result = self.assertRefused(
-                    400, {"api_key": self.key, "max_seconds": value}, "max_seconds"
-                )
-                self.assertIn("600", result["message"])
-        self.assertStillPending(jobs)
+        self.assertBadValuesRefused("max_seconds", 600)
 
     def test_bounds_are_accepted(self):
         self.enqueue(2)

@@ -10,6 +10,8 @@ from odoo import sql_db
 from odoo.tests import tagged
 from odoo.tools import config
 
+from dqj_harness.kit import kill, wait_for
+
 from ..engine import attempts, job_locks, runner
 from .common import (
     CommittedQueueCase,
@@ -17,7 +19,6 @@ from .common import (
     process_cron_job,
     time_limits,
 )
-from .tooling import kill, wait_for
 
 RUNNER_SCRIPT = """
 stats = env["queue.job"]._job_runner(batch_size=1000, max_seconds=300, source="manual")
@@ -235,15 +236,8 @@ class TestProcesses(CommittedQueueCase):
             env["ir.config_parameter"].set_param(
                 "deltatech_queue_job.channels", "root:4,root.sub:1"
             )
-            sub = self.enqueue_effect_jobs(
-                env,
-                12,
-                body="env.cr.execute('SELECT pg_sleep(0.05)')",
-                channel="root.sub",
-            )
-            root = self.enqueue_effect_jobs(
-                env, 12, body="env.cr.execute('SELECT pg_sleep(0.2)')"
-            )
+            sub = self.enqueue_sleeping_jobs(env, 12, 0.05, channel="root.sub")
+            root = self.enqueue_sleeping_jobs(env, 12, 0.2)
         # Without the gate, the first process to be ready could run every job
         # before the others start: the parallelism asserted below would be luck.
         with self.committed() as gate:
@@ -281,9 +275,7 @@ class TestProcesses(CommittedQueueCase):
 
     def test_worker_killed_mid_job_leaves_it_pending_and_unwritten(self):
         with self.committed() as env:
-            slow = self.enqueue_effect_jobs(
-                env, 1, body="env.cr.execute('SELECT pg_sleep(3)')", priority=1
-            )
+            slow = self.enqueue_sleeping_jobs(env, 1, 3, priority=1)
         proc = self.start_runner_process(RUNNER_SCRIPT)
         with self.committed() as observer:
             record = observer["queue.job"].browse(slow.id)
@@ -323,13 +315,7 @@ class TestProcesses(CommittedQueueCase):
         transaction, retry included, is rolled back; after max_retries tries it
         fails without running again, and the job behind it runs."""
         with self.committed() as env:
-            poison = self.enqueue_effect_jobs(
-                env,
-                1,
-                body="env.cr.execute('SELECT pg_sleep(4)')",
-                priority=1,
-                max_retries=2,
-            )
+            poison = self.enqueue_sleeping_jobs(env, 1, 4, priority=1, max_retries=2)
             neighbour = self.enqueue_effect_jobs(env, 1, priority=5)
             neighbour_uuid = neighbour.uuid
         for death in (1, 2):
@@ -433,9 +419,7 @@ class TestCronIntegration(CommittedQueueCase):
             env["ir.config_parameter"].set_param(
                 "deltatech_queue_job.batch_size", str(batch_size)
             )
-            jobs = self.enqueue_effect_jobs(
-                env, count, body=f"env.cr.execute('SELECT pg_sleep({seconds})')"
-            )
+            jobs = self.enqueue_sleeping_jobs(env, count, seconds)
             return env.ref("deltatech_queue_job.cron_queue_job_runner").id, jobs.ids
 
     def assertHealthy(self, state):
@@ -526,13 +510,7 @@ class TestCronIntegration(CommittedQueueCase):
         again: poison jobs never get a runner cron archived."""
         cron_id, _jobs = self._enqueue(0, 0)
         with self.committed() as env:
-            poisons = self.enqueue_effect_jobs(
-                env,
-                2,
-                body="env.cr.execute('SELECT pg_sleep(0.1)')",
-                priority=1,
-                max_retries=2,
-            )
+            poisons = self.enqueue_sleeping_jobs(env, 2, 0.1, priority=1, max_retries=2)
             self.enqueue_effect_jobs(env, 1, priority=5)
             # What two workers killed while running each poison job leave: two
             # attempts started, none ended.

@@ -117,14 +117,13 @@ class TestOutcomes(QueueJobCase):
         self.assertEqual(job.state, "pending")
         self.assertIn("serialize", job.result)
 
+    def _retryable_job(self, max_retries):
+        """A job raising RetryableJobError at each try."""
+        model = self.env["test.queue.job"].with_delay(max_retries=max_retries)
+        return self.jobs_of([model.testing_method(raise_retry=True)])
+
     def test_retryable_error_postpones_with_retry_pattern(self):
-        jobs = self.jobs_of(
-            [
-                self.env["test.queue.job"]
-                .with_delay(max_retries=3)
-                .testing_method(raise_retry=True)
-            ]
-        )
+        jobs = self._retryable_job(max_retries=3)
         stats = self.run_runner()
         self.assertEqual(stats.postponed, 1)
         self.assertEqual(jobs.state, "pending")
@@ -134,13 +133,7 @@ class TestOutcomes(QueueJobCase):
 
     @mute_logger(JOB_LOGGER, "odoo.sql_db")
     def test_retryable_error_fails_after_max_retries(self):
-        jobs = self.jobs_of(
-            [
-                self.env["test.queue.job"]
-                .with_delay(max_retries=1)
-                .testing_method(raise_retry=True)
-            ]
-        )
+        jobs = self._retryable_job(max_retries=1)
         stats = self.run_runner()
         self.assertEqual(stats.failed, 1)
         self.assertEqual(jobs.state, "failed")

@@ -15,11 +15,12 @@ from odoo.service import server as odoo_server
 from odoo.tests import TransactionCase, get_db_name, tagged
 from odoo.tools import config, mute_logger
 
+from dqj_harness.kit import wait_for
+
 from .. import hooks
 from ..engine.job_locks import ENQUEUE_GUARD, queue_job_runner_attached
 from ..engine.settings import queue_job_runner_in_this_server
 from .common import JOB_LOGGER, CommittedQueueCase, queue_job_jobrunner
-from .tooling import wait_for
 
 # A job that asks to be run again in a minute: the runner postpones it.
 RETRY_LATER = "raise RetryableJobError('not yet', seconds=60)"

@@ -16,6 +16,8 @@ from odoo.tools import config, mute_logger
 from odoo.addons.queue_job import exception as queue_job_exception
 from odoo.addons.queue_job.job import Job
 
+from dqj_harness.kit import kill, wait_for
+
 from ..engine import job_locks, runner
 from ..engine.scopes import TRIGGERED_KEY
 from ..engine.settings import ChannelRules, http_time_cap, parse_channel_rules
@@ -23,7 +25,6 @@ from ..models import queue_job_actions
 from . import test_concurrency
 from .common import JOB_LOGGER, CommittedQueueCase, QueueJobCase
 from .test_concurrency import START_GATE, finish
-from .tooling import kill, wait_for
 
 COMMIT = "env.cr.commit()"
 PARTNER_WRITE = "env['res.partner'].browse({pid}).write({{'comment': 'touched'}})\n"

@@ -8,9 +8,10 @@ from odoo.tools import mute_logger
 
 from odoo.addons.queue_job.delay import group
 
+from dqj_harness.kit import wait_for
+
 from ..engine import runner
 from .common import JOB_LOGGER, CommittedQueueCase
-from .tooling import wait_for
 
 RUNNER_SCRIPT = """
 stats = env["queue.job"]._job_runner(batch_size=1000, max_seconds=300, source="manual")

@@ -8,8 +8,9 @@ import tempfile
 from odoo import SUPERUSER_ID, api, sql_db
 from odoo.tests import get_db_name, tagged
 
+from dqj_harness.kit import PgBouncer
+
 from .common import CommittedQueueCase
-from .tooling import PgBouncer
 
 RUNNER_LOGGER = "odoo.addons.deltatech_queue_job.engine.runner"
 

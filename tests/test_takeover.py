@@ -2,8 +2,9 @@
 """Taking over from the original deltatech_queue_job, step by step.
 
 The whole upgrade (``odoo -u`` on a database with the original's footprint, then a
-real server) is checked by ``stress/takeover_check.py``, which ``./dev.sh test`` runs;
-here each step of ``takeover.py`` meets the cases the end-to-end run does not.
+real server) is checked by ``dqj_harness.stress.takeover_check``, which
+``./dev.sh test`` runs; here each step of ``takeover.py`` meets the cases the end-to-end
+run does not.
 """
 
 import logging

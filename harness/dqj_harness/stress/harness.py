@@ -8,7 +8,10 @@ import threading
 import time
 
 import requests
-from odoo_server import (
+
+from dqj_harness.kit import threads_running
+
+from .odoo_server import (
     Failure,
     OdooServer,
     check,
@@ -169,15 +172,8 @@ class Stress:
                 if not result["processed"]:
                     time.sleep(0.3)
 
-        threads = [threading.Thread(target=loop, daemon=True) for _i in range(count)]
-        for thread in threads:
-            thread.start()
-        try:
+        with threads_running(loop, count, stop, join_timeout=200) as threads:
             yield totals
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=200)
         check(not errors, f"an API caller failed: {errors[:1]}")
         check(not any(t.is_alive() for t in threads), "an API caller hangs")
 
@@ -186,6 +182,12 @@ class Stress:
         with self.callers(callers, **params) as totals:
             wait_for(lambda: done() or totals["errors"], timeout, what, interval=0.3)
         return totals
+
+    def drain(self, uuids, timeout, what="every job to end", callers=1, **params):
+        """API callers in a loop until every job of ``uuids`` is done or failed."""
+        return self.drive(
+            lambda: self.all_final(uuids), timeout, what, callers=callers, **params
+        )
 
     # ------------------------------------------------------------ questions
     def states(self, uuids):
@@ -221,6 +223,15 @@ class Stress:
             [list(uuids)],
         )
         return failed_reruns + sum(1 for count in effects.values() if count > 1)
+
+    def tally(self, uuids):
+        """What a drain of ``uuids`` ended with: their states, effects (as above),
+        duplicates (as above) and lost jobs (neither done nor failed)."""
+        states = self.states(uuids)
+        effects = self.effects(uuids)
+        duplicates = self.duplicates(uuids, effects)
+        lost = len(uuids) - states["done"] - states["failed"]
+        return states, effects, duplicates, lost
 
     def check_exactly_once(self, uuids, duplicates, lost, done, summary):
         """The verdict every drain scenario ends with: no job ran twice, every one

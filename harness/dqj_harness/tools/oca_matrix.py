@@ -5,13 +5,14 @@ A release is a file ``requirements-oca/<queue_job version>.txt`` (queue_job, the
 test_queue_job and queue_job_cron_jobrunner that go with it); its version's first two
 parts name the Odoo series it runs on. Each is installed into a folder of its own,
 ``.build/oca/<version>``, never into site-packages, and that folder's ``odoo/addons``
-goes on the addons path of that release's runs only::
+goes on the addons path of that release's runs only (``python
+harness/dqj_harness/tools/oca_matrix.py COMMAND``)::
 
-    python tools/oca_matrix.py versions [--only V[,V]] [--series S[,S]]  # oldest first
-    python tools/oca_matrix.py install V TARGET          # pip --no-deps --target
-    python tools/oca_matrix.py python-deps TARGET        # external Python dependencies
-    python tools/oca_matrix.py check-copy ADDONS_PATH TARGET
-    python tools/oca_matrix.py compare LABEL LOG_WITH LOG_WITHOUT
+    oca_matrix.py versions [--only V[,V]] [--series S[,S]]  # oldest first
+    oca_matrix.py install V TARGET          # pip --no-deps --target
+    oca_matrix.py python-deps TARGET        # external Python dependencies
+    oca_matrix.py check-copy ADDONS_PATH TARGET
+    oca_matrix.py compare LABEL LOG_WITH LOG_WITHOUT
 """
 
 import argparse
@@ -24,9 +25,9 @@ import shutil
 import subprocess
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The repository (harness/dqj_harness/tools/oca_matrix.py).
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 RELEASES = ROOT / "requirements-oca"
-TOOLS = ROOT / "tools"
 STAMP = ".dqj-requirements"
 
 
@@ -119,8 +120,7 @@ def cmd_python_deps(args):
 
 def cmd_check_copy(args):
     """Import queue_job as the run's Odoo processes do; it must be TARGET's copy."""
-    sys.path.insert(0, str(TOOLS))
-    import odoo_launcher  # noqa: PLC0415
+    from dqj_harness.tools import odoo_launcher  # noqa: PLC0415
 
     dropped = odoo_launcher.prepare()
     import odoo  # noqa: PLC0415

@@ -23,8 +23,8 @@ import signal
 import threading
 import time
 
-from harness import Stress
-from odoo_server import (
+from .harness import Stress
+from .odoo_server import (
     RUNNING_LOCK_NS,
     Failure,
     OdooServer,

@@ -13,8 +13,8 @@ import json
 import os
 import time
 
-from harness import Stress
-from odoo_server import (
+from .harness import Stress
+from .odoo_server import (
     Failure,
     OdooServer,
     check,

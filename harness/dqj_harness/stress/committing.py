@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from odoo_server import RUNNING_LOCK_NS, check
+from .odoo_server import RUNNING_LOCK_NS, check
 
 # A job's runs are recorded here, one row per run (the effect table of the other
 # scenarios keys rows by job: a committing job that ran twice could not say so).

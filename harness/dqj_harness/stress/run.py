@@ -2,7 +2,8 @@
 
 Run it with ``./dev.sh stress [--short]``, or directly::
 
-    python3 stress/run.py --template DB --addons-path P --data-dir D --log-dir L
+    python -m dqj_harness.stress.run --template DB --addons-path P --data-dir D \\
+        --log-dir L
 
 It copies the template database, installs the addon, starts ``odoo`` with
 ``--workers=2 --max-cron-threads=2`` on a free loopback port and drives it from
@@ -19,28 +20,28 @@ import sys
 import time
 import traceback
 
-from battery import bad_input
-from committing import committing_jobs
-from cron_watchdog import backlog_after_long_sleep, issue_case, slow_jobs
-from graphs_poison import graphs_and_poison
-from harness import Stress
-from jobrunner_beside import jobrunner_beside
-from odoo_server import (
+from .battery import bad_input
+from .committing import committing_jobs
+from .cron_watchdog import backlog_after_long_sleep, issue_case, slow_jobs
+from .graphs_poison import graphs_and_poison
+from .harness import Stress
+from .jobrunner_beside import jobrunner_beside
+from .odoo_server import (
     Database,
     OdooServer,
     log_problems,
     run_parser,
     run_step,
 )
-from pooler import REFUSAL_LOG, pooler
-from scenarios import (
+from .pooler import REFUSAL_LOG, pooler
+from .scenarios import (
     budget_holds,
     crash_mid_job,
     exactly_once,
     failing_neighbours,
     slow_database,
 )
-from several_servers import several_servers
+from .several_servers import several_servers
 
 # Job methods some scenarios need beyond what server actions can do (a job that kills
 # its worker, see graphs_poison.py): a test-only addon, on the addons path of the

@@ -19,7 +19,7 @@ import contextlib
 import os
 import time
 
-from odoo_server import PgBouncer, check, enqueue, job_group, log_lines
+from .odoo_server import PgBouncer, check, enqueue, job_group, log_lines
 
 # The ERROR of a refused run (engine/runner.py's POOLER_MESSAGE).
 REFUSAL_LOG = "connection pooler in transaction mode is in front of PostgreSQL"
@@ -56,8 +56,8 @@ def _session_mode(st, n):
     with _behind(st, "session") as (bouncer, server):
         st.server, shared = server, st.server  # st.drive calls st.server
         try:
-            api = st.drive(
-                lambda: st.all_final(uuids),
+            api = st.drain(
+                uuids,
                 _size(st, 120, 300),
                 "the jobs to be done through pgbouncer (session mode)",
                 callers=2,
@@ -70,10 +70,7 @@ def _session_mode(st, n):
         refusals = len(
             [line for line in log_lines(server.log, {"ERROR"}) if REFUSAL_LOG in line]
         )
-    states = st.states(uuids)
-    effects = st.effects(uuids)
-    duplicates = st.duplicates(uuids, effects)
-    lost = n - states["done"] - states["failed"]
+    states, _effects, duplicates, lost = st.tally(uuids)
     summary = (
         f"session mode: {n} jobs, done {states['done']}, duplicates {duplicates}, "
         f"lost {lost}, refusals {refusals}, api calls {api['calls']}, "
@@ -121,10 +118,7 @@ def _transaction_mode(st, n, calls):
         "env['queue.job']._job_runner(batch_size=1000, max_seconds=120, "
         "source='manual')\nenv.cr.commit()\nprint('RESULT', json.dumps({}))"
     )
-    states = st.states(uuids)
-    effects = st.effects(uuids)
-    duplicates = st.duplicates(uuids, effects)
-    lost = n - states["done"] - states["failed"]
+    states, _effects, duplicates, lost = st.tally(uuids)
     summary = (
         f"transaction mode: {n} jobs, {len(refused)}/{calls} api calls refused "
         f"(503), runs recorded as stopped by the pooler {recorded.get('pooler', 0)}, "

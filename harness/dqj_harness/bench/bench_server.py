@@ -1,11 +1,11 @@
 """End-to-end benchmark on running servers: deltatech_queue_job against OCA's
 queue_job_cron_jobrunner, same run, same machine.
 
-Run by ``./dev.sh bench`` after bench/bench.py (it reuses that command's two
+Run by ``./dev.sh bench`` after dqj_harness.bench.bench (it reuses that command's two
 databases), or directly::
 
-    python3 bench/bench_server.py --ours DB1 --baseline DB2 --addons-path P \\
-        --data-dir D --log-dir L
+    python -m dqj_harness.bench.bench_server --ours DB1 --baseline DB2 \\
+        --addons-path P --data-dir D --log-dir L
 
 Each database is served by a real ``odoo`` (``--workers=2 --max-cron-threads=2``) on a
 free loopback port, stopped at the end. Jobs are trivial server actions that record
@@ -24,16 +24,14 @@ shell`` processes. Measured:
   worker running the runner crons, from the commit to the last job's start.
 """
 
-import argparse
 import contextlib
-import pathlib
 import statistics
 import sys
 import threading
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "stress"))
-from odoo_server import (
+from dqj_harness.bench.options import argument_parser
+from dqj_harness.stress.odoo_server import (
     Database,
     OdooServer,
     check,
@@ -279,13 +277,7 @@ def measure(args, name, ours):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ours", required=True, help="database with this addon")
-    parser.add_argument(
-        "--baseline", required=True, help="database with cron_jobrunner"
-    )
-    parser.add_argument("--addons-path", required=True)
-    parser.add_argument("--data-dir", required=True)
+    parser = argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--log-dir", required=True)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--latency-jobs", type=int, default=200)

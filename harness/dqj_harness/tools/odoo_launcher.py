@@ -1,4 +1,5 @@
-"""Odoo's command line for the test tooling: ``python3 tools/odoo_launcher.py ARGS``.
+"""Odoo's command line for the test tooling:
+``python -m dqj_harness.tools.odoo_launcher ARGS``.
 
 It is ``odoo-bin ARGS`` (``import odoo.cli; odoo.cli.main()``) with one difference:
 ``odoo.addons`` holds Odoo's own addons and the ``--addons-path`` only. Odoo extends
@@ -8,9 +9,10 @@ the environment's site-packages would shadow the release under test, which dev.s
 installs into ``.build/oca/<version>`` and puts on the addons path. The launcher drops
 those other folders, so each run sees exactly one queue_job.
 
-dev.sh exports ``DQJ_ODOO_LAUNCHER`` (this file) for every Odoo process it starts; the
-processes that start Odoo in turn (``tests/common.py``'s ``odoo_command``, the stress
-and bench harness) use it when it is set and plain ``import odoo.cli; odoo.cli.main()``
+dev.sh exports ``DQJ_ODOO_LAUNCHER`` (this module's name) for every Odoo process it
+starts; the processes that start Odoo in turn (``tests/common.py``'s ``odoo_command``,
+the stress and bench harness, through :func:`dqj_harness.kit.odoo_main`) use it when
+it is set and plain ``import odoo.cli; odoo.cli.main()``
 otherwise.
 """
 
@@ -56,6 +58,4 @@ def main():
 
 
 if __name__ == "__main__":
-    # Run as a script, sys.path[0] is tools/: Odoo needs none of it.
-    del sys.path[0]
     sys.exit(main())

@@ -13,7 +13,8 @@ import socket
 import time
 
 import requests
-from odoo_server import PROCESS_ROUTE, STATS_ROUTE, check, enqueue, job_group
+
+from .odoo_server import PROCESS_ROUTE, STATS_ROUTE, check, enqueue, job_group
 
 PROCESS, STATS = PROCESS_ROUTE, STATS_ROUTE
 JSON = {"Content-Type": "application/json"}

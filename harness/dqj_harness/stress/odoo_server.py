@@ -1,45 +1,29 @@
 """A real Odoo server on a throw-away database, driven from outside.
 
-Used by ``stress/run.py`` (the stress and chaos suite) and ``bench/bench_server.py``
-(end-to-end benchmark). Nothing here is mocked: the database is a copy of dev.sh's
-template with the addon installed by ``odoo -i``, the server is ``odoo`` in prefork
-mode (``--workers=2 --max-cron-threads=2``) on a free loopback port, jobs are enqueued
-by ``odoo shell`` processes, and the server is reached over HTTP and PostgreSQL only.
+Used by :mod:`dqj_harness.stress.run` (the stress and chaos suite) and
+:mod:`dqj_harness.bench.bench_server` (end-to-end benchmark). Nothing here is mocked:
+the database is a copy of dev.sh's template with the addon installed by ``odoo -i``,
+the server is ``odoo`` in prefork mode (``--workers=2 --max-cron-threads=2``) on a
+free loopback port, jobs are enqueued by ``odoo shell`` processes, and the server is
+reached over HTTP and PostgreSQL only.
 
 What is not about a server (waiting, free ports, databases, processes, logs, the
-addon's constants) is the test tooling the Odoo tests use too, ``tests/tooling.py``:
-loaded here, and re-exported for the scenarios and benchmarks that import it from here.
+addon's constants) is the test kit the Odoo tests use too, :mod:`dqj_harness.kit`:
+re-exported here for the scenarios and benchmarks that import it from here.
 """
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
-import pathlib
 import re
 import subprocess
-import sys
 import time
 import traceback
 
 import requests
 
-
-def _load_tooling():
-    """The test tooling shared with the Odoo tests and bench/ (tests/tooling.py),
-    loaded by its path as ``dqj_tooling``: tests/ is no package outside Odoo."""
-    if "dqj_tooling" not in sys.modules:
-        path = pathlib.Path(__file__).resolve().parent.parent / "tests" / "tooling.py"
-        spec = importlib.util.spec_from_file_location("dqj_tooling", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-
-
-_load_tooling()
-# Loaded just above; re-exported: the scenarios and the benchmarks import from here.
-from dqj_tooling import (
+from dqj_harness.kit import (
     ADDON_DIR,
     Database,
     Failure,

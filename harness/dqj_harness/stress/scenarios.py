@@ -5,7 +5,7 @@ import os
 import signal
 import time
 
-from odoo_server import RUNNING_LOCK_NS, check, enqueue, job_group, wait_for
+from .odoo_server import RUNNING_LOCK_NS, check, enqueue, job_group, wait_for
 
 
 def _size(st, short, full):
@@ -46,10 +46,7 @@ def exactly_once(st):
     )
     st.wait_final(uuids, 120, "the runs in flight to finish")
     elapsed = _elapsed(start)
-    states = st.states(uuids)
-    effects = st.effects(uuids)
-    duplicates = st.duplicates(uuids, effects)
-    lost = n - states["done"] - states["failed"]
+    states, effects, duplicates, lost = st.tally(uuids)
     runs = st.runs_since(since)
     by_source = {s: runs.get(s, (0, 0))[0] for s in ("api", "cron", "thread")}
     summary = (
@@ -212,10 +209,9 @@ def failing_neighbours(st):
     start = time.monotonic()
     uuids, _committed = enqueue(st.db, groups)
     every = [uuid for kind in uuids.values() for uuid in kind]
-    api = st.drive(
-        lambda: st.all_final(every),
+    api = st.drain(
+        every,
         _size(st, 180, 300),
-        "every job to end",
         callers=2,
         batch_size=50,
         max_seconds=5,
@@ -404,7 +400,7 @@ def slow_database(st):
         outside.rollback()
         outside.close()
     st.resume_runner_crons()
-    st.drive(lambda: st.all_final(every), 90, "every job to end after the release")
+    st.drain(every, 90, "every job to end after the release")
     final = _job_rows(st, every)
     effects = st.effects(every)
     summary = (

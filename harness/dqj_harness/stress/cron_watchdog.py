@@ -25,7 +25,8 @@ import contextlib
 import time
 
 import psycopg2
-from odoo_server import check, enqueue, job_group, settings, wait_for
+
+from .odoo_server import check, enqueue, job_group, settings, wait_for
 
 LIMIT = 75
 SERVER = {

@@ -3,8 +3,8 @@
 Run it with ``./dev.sh bench`` (which prepares one database per runner: the two addons
 exclude each other) or directly::
 
-    python3 bench/bench.py --ours DB1 --baseline DB2 --addons-path P --data-dir D \\
-        [--only defaults,backlog] [--jobs N] [--backlog N]
+    python -m dqj_harness.bench.bench --ours DB1 --baseline DB2 --addons-path P \\
+        --data-dir D [--only defaults,backlog] [--jobs N] [--backlog N]
 
 Every figure comes from real Odoo processes (``odoo shell``) on real PostgreSQL:
 
@@ -22,9 +22,7 @@ Every figure comes from real Odoo processes (``odoo shell``) on real PostgreSQL:
 - acquire: time to lock the next job with 1k, 100k and 1M pending jobs.
 """
 
-import argparse
 import json
-import pathlib
 import statistics
 import sys
 import threading
@@ -32,8 +30,13 @@ import time
 
 import psycopg2
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "stress"))
-from odoo_server import Database, odoo_main, settings, start_with_input
+from dqj_harness.bench.options import argument_parser
+from dqj_harness.stress.odoo_server import (
+    Database,
+    odoo_main,
+    settings,
+    start_with_input,
+)
 
 ENQUEUE = """
 import time
@@ -237,13 +240,7 @@ PARTS = ("ceiling", "enqueue", "defaults", "tuned", "backlog", "async", "acquire
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ours", required=True, help="database with this addon")
-    parser.add_argument(
-        "--baseline", required=True, help="database with cron_jobrunner"
-    )
-    parser.add_argument("--addons-path", required=True)
-    parser.add_argument("--data-dir", required=True)
+    parser = argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument(
         "--repeat",

@@ -1,18 +1,18 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
-"""The test tooling's plain Python, shared by the Odoo tests, stress/ and bench/.
+"""The test kit: the plain Python shared by the addon's Odoo tests, stress and bench.
 
 Waiting on a condition with a bound, free ports, the command that starts Odoo,
 throw-away databases (clone, drop, SQL, ``odoo -i``/``odoo shell`` on them), killing
 processes, scanning an Odoo log for problems, and the addon's own constants.
 
-Why here, in ``tests/``: the Odoo tests import it as a sibling
-(``from .tooling import ...``, i.e. ``odoo.addons.deltatech_queue_job.tests.tooling``),
-and stress/ and bench/ load this one file by its path (``stress/odoo_server.py``),
-with no package around it. It imports neither Odoo nor the addon (only the standard
-library and psycopg2), so loading it has no side effect in a process that is no Odoo
-server. It is not in ``engine/``: that package is the addon's runtime, shipped to
-production; test tooling stays out of it. Odoo's test loader takes only the
-``test_*`` modules of ``tests/``, so this one runs no test of its own.
+Why here, in the harness package (``dqj_harness``), and imported by name everywhere
+(``from dqj_harness.kit import wait_for``): the addon's tests, the stress suite and
+the benchmarks use one copy of it, and the addon's wheel ships none of it (the site
+that runs the addon's tests installs the harness: ``pip install -e harness``, which
+``./dev.sh`` does in each series' virtual environment). It imports neither Odoo nor
+the addon (only the standard library and psycopg2), so importing it has no side
+effect in a process that is no Odoo server. It is not in ``engine/``: that package is
+the addon's runtime, shipped to production; test tooling stays out of it.
 
 The addon's constants are read, never copied. Modules that import only Odoo's plain
 modules are loaded by path (:func:`engine_module`: ``engine/settings.py``,
@@ -34,13 +34,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import psycopg2
 import psycopg2.sql
 
-# The addon's folder (this file is its tests/tooling.py).
-ADDON_DIR = pathlib.Path(__file__).resolve().parent.parent
+# The addon's folder: the repository holding the harness (harness/dqj_harness/kit.py).
+ADDON_DIR = pathlib.Path(__file__).resolve().parents[2]
 
 
 class Failure(AssertionError):
@@ -63,6 +64,22 @@ def wait_for(condition, timeout, what, interval=0.1):
         if time.monotonic() > deadline:
             raise Failure(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def threads_running(target, count, stop, join_timeout):
+    """``count`` daemon threads running ``target`` while the block runs; then
+    ``stop`` (the threading.Event they watch) is set and each is given
+    ``join_timeout`` seconds to end. Yields the threads."""
+    threads = [threading.Thread(target=target, daemon=True) for _i in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield threads
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=join_timeout)
 
 
 def free_port():
@@ -118,10 +135,10 @@ def addon_version(series):
 def odoo_main():
     """The command starting Odoo: the test tooling's launcher when dev.sh names one
     (``DQJ_ODOO_LAUNCHER``, inherited by the processes it starts; see
-    tools/odoo_launcher.py), else odoo-bin's own lines."""
+    :mod:`dqj_harness.tools.odoo_launcher`), else odoo-bin's own lines."""
     launcher = os.environ.get("DQJ_ODOO_LAUNCHER")
     if launcher:
-        return [sys.executable, launcher]
+        return [sys.executable, "-m", launcher]
     return [sys.executable, "-c", "import odoo.cli; odoo.cli.main()"]
 
 

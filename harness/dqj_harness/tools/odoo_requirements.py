@@ -3,7 +3,7 @@
 Run by dev.sh with the Python of a series' virtual environment, before installing
 Odoo's requirements into it::
 
-    python tools/odoo_requirements.py ODOO_SOURCE > fixed-requirements.txt
+    python harness/dqj_harness/tools/odoo_requirements.py ODOO_SOURCE > requirements.txt
 
 Odoo pins the versions of the Debian/Ubuntu release each Python comes with. A few of
 those pins have no wheel for the Python they are pinned for, and their source

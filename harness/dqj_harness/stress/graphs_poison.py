@@ -14,8 +14,8 @@ at once:
 - jobs allowed to commit in a sequential channel of capacity 1: their recorded
   spans (start committed, then end committed) must never overlap.
 
-The job methods live in the test-only addon ``stress/addons/dqj_stress`` (a server
-action cannot import ``os``), which the stress harness alone installs.
+The job methods live in the test-only addon ``stress/addons/dqj_stress`` of the harness
+(a server action cannot import ``os``), which the stress harness alone installs.
 """
 
 import contextlib
@@ -24,7 +24,10 @@ import threading
 import time
 
 import requests
-from odoo_server import Failure, check, settings, wait_for
+
+from dqj_harness.kit import threads_running
+
+from .odoo_server import Failure, check, settings, wait_for
 
 MAX_RETRIES = 2
 CHANNEL = "root.dqjstressseq"
@@ -136,15 +139,8 @@ def _callers(st, count):
             if status != 200 or not result.get("processed"):
                 time.sleep(0.3)
 
-    threads = [threading.Thread(target=loop, daemon=True) for _i in range(count)]
-    for thread in threads:
-        thread.start()
-    try:
+    with threads_running(loop, count, stop, join_timeout=90):
         yield totals
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=90)
 
 
 def graphs_and_poison(st):

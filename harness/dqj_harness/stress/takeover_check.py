@@ -2,8 +2,8 @@
 
 Run by ``./dev.sh test``, or directly::
 
-    python3 stress/takeover_check.py --template DB --addons-path P --data-dir D \\
-        --log-dir L
+    python -m dqj_harness.stress.takeover_check --template DB --addons-path P \\
+        --data-dir D --log-dir L
 
 1. **Upgrade.** A copy of the template gets OCA's ``queue_job_cron_jobrunner``,
    then the footprint the original leaves in a database on this Odoo series
@@ -22,7 +22,7 @@ Run by ``./dev.sh test``, or directly::
 
 OCA publishes ``queue_job_cron_jobrunner`` up to 18.0 only, while the original
 19.0.1.4.3 depends on it: on a series without it on the addons path, the stand-in of
-``stress/takeover_addons`` (its footprint under its names) takes its place.
+``takeover_addons`` beside this file (its footprint under its names) takes its place.
 
 Each step prints one line; the databases are dropped at the end.
 """
@@ -37,7 +37,10 @@ import time
 import traceback
 
 import requests
-from odoo_server import (
+
+from odoo.release import series as SERIES
+
+from .odoo_server import (
     PROCESS_ROUTE,
     STATS_ROUTE,
     Database,
@@ -50,8 +53,6 @@ from odoo_server import (
     settings,
     wait_for,
 )
-
-from odoo.release import series as SERIES
 
 MODULE = "deltatech_queue_job"
 CRON_JOBRUNNER = "queue_job_cron_jobrunner"

@@ -1,0 +1,1 @@
+"""Benchmarks against OCA's queue_job_cron_jobrunner."""

@@ -1,0 +1,1 @@
+"""The stress and chaos suite: real Odoo servers, driven from outside."""
