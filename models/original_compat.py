@@ -5,12 +5,15 @@ custom views that still call them.
 Each one is a thin alias: it ends in this addon's one runner (``_job_runner``) or in
 the button that does the same thing, and returns what the original returned. Nothing
 here acquires a job or loops over the queue.
+
 """
 
 import logging
 
 from odoo import SUPERUSER_ID, api, models
 from odoo.modules.registry import Registry
+
+from ..engine import transaction
 
 _logger = logging.getLogger(__name__)
 
@@ -46,10 +49,10 @@ class QueueJob(models.Model):
         ``pending_remaining``: jobs still due now (jobs waiting for their eta are not
         counted: no run could take them yet).
         """
-        stats = self._job_runner(
+        stats = self._dqj_run_batch(
+            transaction.for_caller(self.env.context),
             batch_size=batch_size,
             max_seconds=max_seconds,
-            commit=self._dqj_ui_commit(),
             source=source,
         )
         return {

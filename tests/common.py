@@ -15,6 +15,7 @@ from odoo.addons.queue_job.job import Job
 from odoo.addons.queue_job.jobrunner.runner import Database as JobRunnerDatabase
 
 from ..engine.settings import PARAM_PREFIX
+from ..engine.transaction import CALLER_OWNS_TRANSACTION
 from .tooling import kill, odoo_main, start_with_input
 
 # The runner logs each failed job at ERROR, with its traceback, like queue_job does;
@@ -162,7 +163,14 @@ class QueueJobCase(TransactionCase, JobsMixin):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.env = cls.env(context=dict(cls.env.context, tracking_disable=True))
+        # The test owns the transaction: the buttons take savepoints only.
+        cls.env = cls.env(
+            context=dict(
+                cls.env.context,
+                tracking_disable=True,
+                **{CALLER_OWNS_TRANSACTION: True},
+            )
+        )
         cls.queue_job = cls.env["queue.job"]
         # Start every test from an empty queue: only this test's jobs are eligible.
         cls.env.cr.execute(
