@@ -6,6 +6,19 @@ Each one is a thin alias: it ends in this addon's one runner (``_job_runner``) o
 the button that does the same thing, and returns what the original returned. Nothing
 here acquires a job or loops over the queue.
 
+The private methods this addon adds to ``queue.job`` are named ``_dqj_…``. These keep
+their names, because they are a contract:
+
+- with the original and OCA's queue_job_cron_jobrunner, whose callers pass the
+  original's ``commit`` boolean (translated into a transaction policy at once,
+  engine/transaction.py): ``_job_runner``, ``_process``, ``_acquire_one_job``,
+  ``_acquire_specific_job``, ``_cron_trigger``, ``_ensure_cron_trigger``;
+- with the original only (here): ``_api_job_runner``, ``_process_api_in_thread``,
+  ``_remove_failed_duplicates``;
+- with Odoo and queue_job, whose methods they override: ``init``, ``create``,
+  ``write``, ``_register_hook``, ``_change_job_state``, ``autovacuum``,
+  ``_gc_old_jobs``; and the compute and search methods Odoo names after their
+  field: ``_compute_dqj_running``, ``_search_dqj_running``.
 """
 
 import logging

@@ -210,12 +210,6 @@ class QueueJob(models.Model):
         return self._dqj_acquire(job_id, policy, capacities)[0]
 
     @api.model
-    def _count_eligible_jobs(self):
-        """Pending jobs that are due now (locked ones included): exact up to
-        job_locks.EXACT_COUNT_LIMIT, an estimate above (see _dqj_count_pending)."""
-        return self._dqj_count_pending()[0]
-
-    @api.model
     def _dqj_count_pending(self):
         """``(count, estimated)`` of the pending jobs due now: see
         job_locks.count_eligible (bounded, whatever the backlog)."""
