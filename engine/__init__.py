@@ -7,6 +7,8 @@
 - :mod:`.attempts`: tries of jobs whose worker died, counted outside their
   transaction;
 - :mod:`.runner`: the budgeted loop every entry point goes through;
+- :mod:`.transaction`: how a run treats its cursor's transaction (commit per job, or
+  savepoints only for a caller that owns it), chosen once per run;
 - :mod:`.settings`: defaults, bounds and the reading of the runner's parameters;
 - :mod:`.watchdog`: when Odoo's watchdog would kill the worker running a cron, and
   the CPU time limit any process;

@@ -78,10 +78,3 @@ def _file_section(path, name):
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(path)
     return tuple(parser[name].items()) if parser.has_section(name) else ()
-
-
-def registry_in_test_mode(registry):
-    """Whether the registry serves a test's cursor (18.0's ``in_test_mode()``); 19.0
-    keeps that state in its test framework only, and a server never has it."""
-    in_test_mode = getattr(registry, "in_test_mode", None)
-    return bool(in_test_mode and in_test_mode())

@@ -61,6 +61,8 @@ from odoo.tools import SQL, index_exists
 
 from odoo.addons.queue_job.jobrunner.runner import PG_ADVISORY_LOCK_ID
 
+from .transaction import SAVEPOINTS_ONLY
+
 _logger = logging.getLogger(__name__)
 
 ACQUIRE_INDEX = "deltatech_queue_job_pending_queue_order_index"
@@ -246,7 +248,9 @@ class Acquired:
         self.backend = backend
 
 
-def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns=()):
+def lock_job(
+    cr, job_id=None, policy=SAVEPOINTS_ONLY, capacities=None, rules=None, columns=()
+):
     """Lock the next eligible job (or job ``job_id``); return an :class:`Acquired`
     with the values of its ``columns``, read by the same statement.
 
@@ -255,9 +259,10 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns
     raises a serialization failure instead of skipping. That only means "taken": look
     again, a bounded number of times.
 
-    With ``commit`` (a real runner, which commits after each job) nothing is pending
-    in the transaction here, so a failed attempt rolls it back, and the next attempt
-    sees a fresh snapshot. Without, a savepoint keeps the caller's work and the snapshot
+    Each attempt runs in the scope the transaction ``policy`` gives it. Committing
+    after each job, a runner has nothing pending in the transaction here, so a failed
+    attempt rolls it back, and the next attempt sees a fresh snapshot. For a caller
+    that owns the transaction, a savepoint keeps the caller's work and the snapshot
     stays: the row that lost the race is looked up (without a lock) and passed over.
     Either way, rolling back is what releases the row lock when a channel is full, or
     when another session holds the job's 'running' lock (that job is then passed over
@@ -275,7 +280,7 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns
     lost = []
     for _attempt in range(ACQUIRE_RETRIES):
         try:
-            with _Attempt(cr, commit):
+            with policy.attempt(cr, _NOT_TAKEN):
                 # A lost race is expected here: not worth an ERROR in the log.
                 sql = acquire_sql(job_id, paused + blocked, lost, sequential, columns)
                 cr.execute(sql, log_exceptions=False)
@@ -298,7 +303,7 @@ def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns
             continue
         except TransactionRollbackError:
             _logger.debug("job acquisition lost a race, looking again")
-            if not commit:
+            if not policy.renews_snapshot:
                 taken = _first_eligible_id(
                     cr, job_id, paused + blocked, lost, sequential
                 )
@@ -495,16 +500,17 @@ def store_failure(cr, job_id, failure):
     )
 
 
-def release_job(cr, commit):
-    """Give back a job locked by :func:`lock_job`, untouched.
+def release_job(cr, policy):
+    """Give back a job locked by :func:`lock_job`, untouched, as the transaction
+    ``policy`` does.
 
-    With ``commit`` the transaction holds nothing but that acquisition (the previous
-    job was committed): rolling it back releases the row lock, the 'running' lock and
-    the channel slots, and another runner may take the job at once. Without, they
-    last until the caller's transaction ends. The job stays pending either way.
+    Committing after each job, the transaction holds nothing but that acquisition
+    (the previous job was committed): rolling it back releases the row lock, the
+    'running' lock and the channel slots, and another runner may take the job at
+    once. In a caller's transaction they last until the caller ends it. The job stays
+    pending either way.
     """
-    if commit:
-        cr.rollback()
+    policy.rollback(cr)
 
 
 def channel_chain(channel):
@@ -767,26 +773,6 @@ class _RunningElsewhere(Exception):
         self.job_id = job_id
 
 
-class _Attempt:
-    """The scope of one acquisition attempt (see lock_job)."""
-
-    def __init__(self, cr, commit):
-        self.cr = cr
-        self.commit = commit
-        self.savepoint = None
-
-    def __enter__(self):
-        if not self.commit:
-            self.savepoint = self.cr.savepoint(flush=False)
-            self.savepoint.__enter__()
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if self.savepoint is not None:
-            # Released on success (the lock stays), rolled back on failure.
-            return self.savepoint.__exit__(exc_type, exc, tb)
-        if exc_type is not None and issubclass(
-            exc_type, TransactionRollbackError | _ChannelFull | _RunningElsewhere
-        ):
-            self.cr.rollback()
-        return False
+# What makes an acquisition attempt take nothing; the policy's scope of the attempt
+# undoes it (see lock_job).
+_NOT_TAKEN = (TransactionRollbackError, _ChannelFull, _RunningElsewhere)

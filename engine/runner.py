@@ -11,8 +11,8 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 
-from .attempts import AttemptLog
 from .settings import check_int
+from .transaction import COMMIT_PER_JOB
 
 _logger = logging.getLogger(__name__)
 
@@ -128,7 +128,9 @@ class BudgetedRunner:
     :param batch_size: maximum number of jobs taken
     :param max_seconds: time budget; a job whose estimated duration would take the
         run past it is not started, except the run's first job
-    :param commit: commit after each job (the lock of a job lasts until its commit)
+    :param policy: how the run treats its cursor's transaction
+        (engine/transaction.py): a commit after each job (the lock of a job lasts
+        until its commit), or savepoints only in a caller's transaction
     :param watchdog: under the cron, the
         :class:`~odoo.addons.deltatech_queue_job.engine.watchdog.Watchdog` that kills
         the worker; a job that would not end before its deadline is never started,
@@ -137,10 +139,6 @@ class BudgetedRunner:
         per run); a function without one is estimated by the run's mean duration
     :param rules: the channels' ChannelRules (capacities, pauses, sequences), read
         once for the run
-    :param async_commit: commit each job without waiting for its WAL flush (the
-        batch's last commit waits, so at most this batch is at risk if PostgreSQL
-        itself crashes; its jobs would then be pending again, effects and state
-        rolled back together)
     :param job_ids: process these jobs (each acquired on its own; one that is not
         pending, not due or held elsewhere is skipped) instead of the queue's next ones
     """
@@ -150,32 +148,31 @@ class BudgetedRunner:
         job_model,
         batch_size,
         max_seconds,
-        commit=True,
+        policy=COMMIT_PER_JOB,
         source="cron",
         watchdog=None,
         estimates=None,
         rules=None,
         job_ids=None,
-        async_commit=False,
     ):
         self.model = job_model
         self.batch_size = check_int("batch_size", batch_size)
         self.max_seconds = check_int("max_seconds", max_seconds)
-        self.commit = commit
+        self.policy = policy
         self.source = source
         self.watchdog = watchdog
         self.estimates = estimates or {}
         self.rules = rules
         self.job_ids = None if job_ids is None else sorted(set(job_ids))
-        self.async_commit = async_commit and commit
         self.busy = 0.0
         self._contended = False
-        # The backend pid of the run's first transaction (commit mode only: without
-        # commits the run is one transaction), compared with each acquisition's.
+        # The backend pid of the run's first transaction (None without commits: the
+        # run is one transaction), compared with each acquisition's.
         self._backend = None
         self._pooler = False
-        # The last job processed waits for _finish's commit (see _loop).
-        self._last_uncommitted = False
+        # The policy of the last job processed: the run's report joins its
+        # transaction when it left its commit to it (see _loop).
+        self._last_job_policy = policy
         self.attempt_log = None  # see run()
 
     def run(self):
@@ -185,22 +182,16 @@ class BudgetedRunner:
         if self.watchdog is not None:
             deadline = min(deadline, self.watchdog.deadline)
         self._sweep_dead_jobs(start)
-        if self.async_commit:
-            self.model._set_synchronous_commit(False)
-        if self.commit:
-            self._backend = self.model._dqj_session_backend()
-        # Plain jobs' attempts, counted outside their transaction (engine/attempts.py);
-        # only when each job is committed: a caller's transaction may roll them back
-        # for reasons of its own, and other connections do not see its jobs.
-        self.attempt_log = AttemptLog(self.model.env.cr.dbname) if self.commit else None
+        self.policy.start_batch(self.model)
+        self._backend = self.policy.session_backend(self.model)
+        self.attempt_log = self.policy.attempt_log(self.model.env.cr.dbname)
         try:
             try:
                 self._loop(stats, deadline)
             except BaseException:
                 # Whatever raised, the session gets its synchronous commits back and
                 # the run is recorded (the exception still reaches the caller).
-                if self.commit:
-                    self.model.env.cr.rollback()
+                self.policy.rollback(self.model.env.cr)
                 stats.stopped_by = STOP_ERROR
                 try:
                     self._finish(stats, start, failed_run=True)
@@ -227,7 +218,8 @@ class BudgetedRunner:
         return True
 
     def _sweep_dead_jobs(self, now):
-        if not self.commit:
+        # What the sweep finds is committed at once: for runners that commit only.
+        if not self.policy.commits:
             return
         key = self.model.env.cr.dbname
         if now - _last_sweep.get(key, -DEAD_JOBS_SWEEP_INTERVAL) < (
@@ -260,29 +252,22 @@ class BudgetedRunner:
                 continue  # a selected job that cannot run now
             function = job.channel_method_name
             if not self._fits(function, stats, deadline):
-                # Released untouched: a fresh run (the trigger _after_run leaves)
+                # Released untouched: a fresh run (the trigger _dqj_after_run leaves)
                 # starts it with time enough.
-                job._release(commit=self.commit)
+                job._dqj_release(self.policy)
                 if selection is not None:
                     selection.insert(0, job.id)
                 stats.stopped_by = STOP_TIME
                 break
             job_start = time.monotonic()
-            # The batch's last job: its commit carries the run's bookkeeping too
-            # (_finish), one commit less per run. Not with asynchronous commits,
-            # whose batch ends with a synchronous one of its own, nor for a job
-            # with dependents: they are released after its own commit.
-            self._last_uncommitted = (
-                self.commit
-                and not self.async_commit
-                and stats.processed + 1 >= self.batch_size
-                and not job._dqj_has_dependents()
-            )
-            outcome = job._process(
-                commit=self.commit,
-                commit_later=self._last_uncommitted,
-                attempt_log=self.attempt_log,
-            )
+            # The batch's last job may leave its commit to the run's report
+            # (_finish), one commit less per run; not a job with dependents: they
+            # are released after its own commit.
+            policy = self.policy
+            if stats.processed + 1 >= self.batch_size and not job._dqj_has_dependents():
+                policy = self.policy.for_last_job()
+            self._last_job_policy = policy
+            outcome = job._dqj_process(policy, self.attempt_log)
             stats.job_ids.append(job.id)
             stats.count(outcome)
             if self.attempt_log is not None and self.attempt_log.worker_died:
@@ -298,14 +283,13 @@ class BudgetedRunner:
     def _finish(self, stats, start, failed_run=False):
         now = time.monotonic()
         stats.time_elapsed = now - start
-        if self.async_commit:
-            # The commit in _after_run() waits for the WAL flush of the whole batch.
-            self.model._set_synchronous_commit(True)
-        self.model._after_run(
+        # The commit in _dqj_after_run() waits for the WAL flush of the whole batch.
+        self.policy.end_batch(self.model)
+        self.model._dqj_after_run(
             stats,
             chain_has_time=not failed_run and self._room_for_another_call(stats, now),
-            commit=self.commit,
-            with_last_job=self._last_uncommitted and not failed_run,
+            # A failed run was rolled back: its last job with it.
+            policy=self.policy if failed_run else self._last_job_policy,
         )
 
     def _estimate(self, function, stats):
@@ -384,20 +368,20 @@ class BudgetedRunner:
         run now (counted as skipped); None when there is nothing more to take."""
         if selection is None:
             job, acquired = self.model._dqj_acquire(
-                commit=self.commit, rules=self.rules
+                policy=self.policy, rules=self.rules
             )
             self._contended = acquired.contended
         elif not selection:
             return None
         else:
             job, acquired = self.model._dqj_acquire(
-                selection.pop(0), commit=self.commit, rules=self.rules
+                selection.pop(0), policy=self.policy, rules=self.rules
             )
             if not job:
                 stats.skipped += 1
         if self._switched_connection(acquired.backend):
             if job:
-                job._release(commit=self.commit)  # not started: pending, untouched
+                job._dqj_release(self.policy)  # not started: pending, untouched
             return None
         if stats.started_at is None:
             stats.started_at = acquired.at

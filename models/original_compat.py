@@ -5,12 +5,28 @@ custom views that still call them.
 Each one is a thin alias: it ends in this addon's one runner (``_job_runner``) or in
 the button that does the same thing, and returns what the original returned. Nothing
 here acquires a job or loops over the queue.
+
+The private methods this addon adds to ``queue.job`` are named ``_dqj_…``. These keep
+their names, because they are a contract:
+
+- with the original and OCA's queue_job_cron_jobrunner, whose callers pass the
+  original's ``commit`` boolean (translated into a transaction policy at once,
+  engine/transaction.py): ``_job_runner``, ``_process``, ``_acquire_one_job``,
+  ``_acquire_specific_job``, ``_cron_trigger``, ``_ensure_cron_trigger``;
+- with the original only (here): ``_api_job_runner``, ``_process_api_in_thread``,
+  ``_remove_failed_duplicates``;
+- with Odoo and queue_job, whose methods they override: ``init``, ``create``,
+  ``write``, ``_register_hook``, ``_change_job_state``, ``autovacuum``,
+  ``_gc_old_jobs``; and the compute and search methods Odoo names after their
+  field: ``_compute_dqj_running``, ``_search_dqj_running``.
 """
 
 import logging
 
 from odoo import SUPERUSER_ID, api, models
 from odoo.modules.registry import Registry
+
+from ..engine import transaction
 
 _logger = logging.getLogger(__name__)
 
@@ -46,10 +62,10 @@ class QueueJob(models.Model):
         ``pending_remaining``: jobs still due now (jobs waiting for their eta are not
         counted: no run could take them yet).
         """
-        stats = self._job_runner(
+        stats = self._dqj_run_batch(
+            transaction.for_caller(self.env.context),
             batch_size=batch_size,
             max_seconds=max_seconds,
-            commit=self._dqj_ui_commit(),
             source=source,
         )
         return {

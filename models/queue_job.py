@@ -17,7 +17,7 @@ from odoo.tools import SQL, mute_logger
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.job import CANCELLED, DONE, FAILED, PENDING, STARTED, Job
 
-from ..engine import attempts, compat, job_locks
+from ..engine import attempts, job_locks, transaction
 from ..engine.runner import (
     POSTPONED,
     STOP_BATCH,
@@ -141,17 +141,25 @@ class QueueJob(models.Model):
     # ------------------------------------------------------------------ acquisition
     # The SQL, its locks and why they are safe: see engine/job_locks.py.
 
-    def _dqj_acquire(self, job_id=None, commit=False, capacities=None, rules=None):
+    def _dqj_acquire(
+        self,
+        job_id=None,
+        policy=transaction.SAVEPOINTS_ONLY,
+        capacities=None,
+        rules=None,
+    ):
         """Lock a job; return it (or an empty set) and the job_locks.Acquired (whether
         other runners were contending for the jobs it passed over, when).
 
-        ``rules``: the channels' ChannelRules when the caller already has them, as the
-        runner does once per batch; ``capacities`` replaces their capacities."""
+        ``policy``: the run's transaction policy (engine/transaction.py); by default
+        a savepoint keeps the caller's work. ``rules``: the channels' ChannelRules
+        when the caller already has them, as the runner does once per batch;
+        ``capacities`` replaces their capacities."""
         if rules is None:
             rules = self._dqj_channel_rules()
         self.env.flush_all()  # the SQL below must see the caller's pending writes
         acquired = job_locks.lock_job(
-            self.env.cr, job_id, commit, capacities, rules, columns=LOAD_FIELDS
+            self.env.cr, job_id, policy, capacities, rules, columns=LOAD_FIELDS
         )
         job = self.browse(acquired.job_id or [])
         if job:
@@ -164,11 +172,11 @@ class QueueJob(models.Model):
                 cache.update(job, self._fields[name], [value])
         return job, acquired
 
-    def _release(self, commit=True):
+    def _dqj_release(self, policy):
         """Give back this job, acquired and not processed: it stays pending, untouched
         (see engine/job_locks.py's release_job)."""
         self.ensure_one()
-        job_locks.release_job(self.env.cr, commit)
+        job_locks.release_job(self.env.cr, policy)
 
     @api.model
     def _dqj_channel_rules(self):
@@ -177,9 +185,6 @@ class QueueJob(models.Model):
         return read_settings(self.env).channel_rules.merged(
             self.env["queue.job.channel"]._dqj_channel_rules()
         )
-
-    def _acquire(self, job_id=None, commit=False, capacities=None):
-        return self._dqj_acquire(job_id, commit, capacities)[0]
 
     @api.model
     def _acquire_one_job(self, commit=False, capacities=None):
@@ -190,7 +195,8 @@ class QueueJob(models.Model):
         commits after each job, as runners do; a failed attempt may then roll the
         transaction back. By default a savepoint keeps the caller's work.
         """
-        return self._acquire(commit=commit, capacities=capacities)
+        policy = transaction.for_commit(commit)
+        return self._dqj_acquire(policy=policy, capacities=capacities)[0]
 
     def _acquire_specific_job(self, job_id=None, commit=False, capacities=None):
         """Lock and return job ``job_id`` (default: this record) if it can run now.
@@ -200,13 +206,8 @@ class QueueJob(models.Model):
         if job_id is None:
             self.ensure_one()
             job_id = self.id
-        return self._acquire(job_id=job_id, commit=commit, capacities=capacities)
-
-    @api.model
-    def _count_eligible_jobs(self):
-        """Pending jobs that are due now (locked ones included): exact up to
-        job_locks.EXACT_COUNT_LIMIT, an estimate above (see _dqj_count_pending)."""
-        return self._dqj_count_pending()[0]
+        policy = transaction.for_commit(commit)
+        return self._dqj_acquire(job_id, policy, capacities)[0]
 
     @api.model
     def _dqj_count_pending(self):
@@ -233,47 +234,47 @@ class QueueJob(models.Model):
     # not commit; a job whose function allows commits runs outside it (see
     # engine/job_locks.py for the locks of both).
 
-    def _process(self, commit=False, commit_later=False, attempt_log=None):
+    def _process(self, commit=False):
         """Run this (locked) job and store its outcome; return 'done', 'failed' or
-        'postponed'.
+        'postponed'. ``commit``: the job's transaction is committed after it (the
+        lock lasts until then); by default the caller's transaction goes on."""
+        return self._dqj_process(transaction.for_commit(commit))
 
-        ``commit``: the job's transaction is committed after it (a runner; the lock
-        lasts until then), or, with ``commit_later``, by the caller, which adds its
-        own writes first (the runner, its bookkeeping after the batch's last job).
-        A job with dependents is always committed here: its children are released
-        after its commit (see _dqj_release_dependents), so ``commit_later`` does not
-        apply to it.
+    def _dqj_process(self, policy, attempt_log=None):
+        """Run this (locked) job and store its outcome, then end its transaction as
+        the transaction ``policy`` does (engine/transaction.py); return 'done',
+        'failed' or 'postponed'.
+
         ``attempt_log``: the runner's
-        :class:`~odoo.addons.deltatech_queue_job.engine.attempts.AttemptLog`, where
-        a plain job's attempt is recorded before it runs (outside this transaction,
-        on its own connection), so that a worker's death counts as a try.
+        :class:`~odoo.addons.deltatech_queue_job.engine.attempts.AttemptLog` (runners
+        that commit have one), where a plain job's attempt is recorded before it runs
+        (outside this transaction, on its own connection), so that a worker's death
+        counts as a try.
 
         Queries for a plain job, committing: SAVEPOINT, one UPDATE with the outcome
         (the acquisition read the record; the commit releases the savepoint; the
         'started' state is never written: it would only be visible after a commit,
-        which would release the lock). Without ``commit``, a RELEASE too.
+        which would release the lock). Savepoints only, a RELEASE too.
         """
         self.ensure_one()
         has_dependents = self._dqj_has_dependents()
         job = self._dqj_load()
         if job is None:
             outcome = FAILED
-        elif commit and self._dqj_allows_commit(job):
+        elif policy.lets_jobs_commit and self._dqj_allows_commit(job):
             # Commits its outcome and releases its children itself.
             return self._dqj_process_committing(job, has_dependents)
         else:
             outcome = None
-            if commit and attempt_log is not None:
+            if attempt_log is not None:
                 outcome = self._dqj_fail_after_deaths(job, attempt_log)
             if outcome is None:
-                outcome = self._dqj_process_in_savepoint(
-                    job, released_by_commit=commit, has_dependents=has_dependents
-                )
+                outcome = self._dqj_process_in_savepoint(job, policy, has_dependents)
         self.env.flush_all()
-        if commit and not (commit_later and not has_dependents):
-            self.env.cr.commit()  # pylint: disable=invalid-commit
-            if outcome == DONE and has_dependents:
-                self._dqj_release_dependents(job)
+        # Children are released once their parent's 'done' is committed (see
+        # _dqj_release_dependents); without a commit, _dqj_process_in_savepoint did.
+        if policy.end_job(self.env.cr) and outcome == DONE and has_dependents:
+            self._dqj_release_dependents(job)
         return outcome
 
     def _dqj_has_dependents(self):
@@ -343,13 +344,11 @@ class QueueJob(models.Model):
         attempt_log.worker_died = True
         return FAILED
 
-    def _dqj_process_in_savepoint(
-        self, job, released_by_commit=False, has_dependents=False
-    ):
+    def _dqj_process_in_savepoint(self, job, policy, has_dependents=False):
         """An ordinary job: it runs, and its outcome is stored, in one savepoint
         (the job's), so that an outcome that cannot be stored is rolled back with the
-        job's work (see _dqj_store_outcome). ``released_by_commit``: the caller
-        commits right after (a runner), which releases the savepoint.
+        job's work (see _dqj_store_outcome). When the ``policy`` commits, the commit
+        that follows releases the savepoint, and then the children.
 
         Without a commit to follow (the caller owns the transaction), the children
         of a job done are released here, in the caller's transaction: they may hit a
@@ -361,7 +360,9 @@ class QueueJob(models.Model):
         savepoint = cr.savepoint()
         outcome, failure = self._dqj_perform(job, guarded_savepoint(cr, savepoint))
         outcome = self._dqj_store_outcome(job, outcome, failure, savepoint.rollback)
-        if outcome == DONE and has_dependents and not released_by_commit:
+        if policy.commits:
+            return outcome
+        if outcome == DONE and has_dependents:
             try:
                 self._dqj_enqueue_dependents(job)
             except Exception as err:  # noqa: BLE001
@@ -377,8 +378,7 @@ class QueueJob(models.Model):
                 outcome = self._dqj_store_outcome(
                     job, outcome, failure, savepoint.rollback
                 )
-        if not released_by_commit:
-            savepoint.close(rollback=False)
+        savepoint.close(rollback=False)
         return outcome
 
     def _dqj_process_committing(self, job, has_dependents=False):
@@ -658,6 +658,21 @@ class QueueJob(models.Model):
     ):
         """Process eligible jobs within a budget; the one entry point of every runner.
 
+        ``commit``: commit after each job (the runner crons, the API), or, false,
+        savepoints only in the caller's transaction. See _dqj_run_batch. Returns
+        the run's :class:`~odoo.addons.deltatech_queue_job.engine.runner.RunStats`.
+        """
+        return self._dqj_run_batch(
+            transaction.for_commit(commit), batch_size, max_seconds, source, job_ids
+        )
+
+    @api.model
+    def _dqj_run_batch(
+        self, policy, batch_size=None, max_seconds=None, source=None, job_ids=None
+    ):
+        """One budgeted run under the transaction ``policy`` (engine/transaction.py);
+        returns its :class:`~odoo.addons.deltatech_queue_job.engine.runner.RunStats`.
+
         ``batch_size`` / ``max_seconds`` default to the settings; with ``job_ids``,
         those jobs are processed (the ones that cannot run now are skipped) instead
         of the queue's next ones, and the batch size defaults to their number. Under
@@ -665,8 +680,7 @@ class QueueJob(models.Model):
         counted from the worker's last heartbeat (engine/watchdog.py), anywhere
         before the process's CPU limit (prefork's ``limit_time_cpu``), and the
         progress is reported to the cron so Odoo 18 does not count the run as a
-        timeout. Returns
-        the run's :class:`~odoo.addons.deltatech_queue_job.engine.runner.RunStats`.
+        timeout.
         """
         settings = read_settings(self.env)
         if batch_size is None and job_ids is not None:
@@ -677,22 +691,21 @@ class QueueJob(models.Model):
             self,
             batch_size if batch_size is not None else settings.batch_size,
             max_seconds if max_seconds is not None else settings.max_seconds,
-            commit=commit,
+            policy=policy.with_async_commit(settings.async_commit),
             source=source,
             watchdog=process_watchdog(in_cron),
             estimates=self.env["queue.job.duration"]._dqj_estimates(),
             rules=self._dqj_channel_rules(),
             job_ids=job_ids,
-            async_commit=settings.async_commit,
         )
         return runner.run()
 
     @api.model
-    def _set_synchronous_commit(self, on):
+    def _dqj_set_synchronous_commit(self, on):
         """Switch this session's commits to (a)synchronous, from the next commit on.
 
         SET is transactional: committed at once, so that a rolled back acquisition
-        does not undo it. The runner only calls it in commit mode, between jobs.
+        does not undo it. Only a runner that commits calls it, between jobs.
         """
         self.env.cr.execute(
             "SELECT set_config('synchronous_commit', %s, false)",
@@ -705,45 +718,45 @@ class QueueJob(models.Model):
         """The server connection of the run's first transaction, committed at once:
         the run's first acquisition then runs in a transaction of its own, whose
         connection the runner compares with this one (see job_locks.session_backend).
-        The runner only calls it in commit mode, before its first job."""
+        Only a runner that commits calls it, before its first job."""
         backend = job_locks.session_backend(self.env.cr)
         self.env.cr.commit()  # pylint: disable=invalid-commit
         return backend
 
-    def _after_run(self, stats, chain_has_time, commit, with_last_job=False):
+    def _dqj_after_run(self, stats, chain_has_time, policy):
         """Count what is left, leave a trigger when work is left, report to the cron,
-        log the run, learn the jobs' durations.
+        log the run, learn the jobs' durations; commit as the transaction ``policy``
+        does.
 
-        ``with_last_job``: the transaction still holds the batch's last job,
-        uncommitted. The bookkeeping joins it, in a savepoint (its failure is logged
-        and must not undo the job), and one commit ends both: one commit per run
-        instead of three.
+        When the policy holds the batch's last job, uncommitted, the bookkeeping
+        joins it, in a savepoint (its failure is logged and must not undo the job),
+        and one commit ends both: one commit per run instead of three.
         """
+        durations = self.env["queue.job.duration"].sudo()
+        holds_job = policy.holds_last_job
         learnt = False
         cron_progress = None
         try:
-            with self.env.cr.savepoint() if with_last_job else nullcontext():
+            with self.env.cr.savepoint() if holds_job else nullcontext():
                 cron_progress = self._dqj_record_run(stats, chain_has_time)
-                if with_last_job:
-                    learnt = (
-                        self.env["queue.job.duration"]
-                        .sudo()
-                        ._dqj_learn(stats.durations, commit=False)
+                if holds_job:
+                    learnt = durations._dqj_learn(
+                        stats.durations, transaction.SAVEPOINTS_ONLY
                     )
         except Exception:
-            if not with_last_job:
+            if not holds_job:
                 raise
             _logger.exception("the run's bookkeeping failed; its last job is kept")
         self.env.flush_all()
         if cron_progress:
             # When committing, the report to the cron commits the run (one commit, on
             # either series).
-            compat.report_cron_progress(self.env, *cron_progress, commit=commit)
-        elif commit:
-            self.env.cr.commit()  # pylint: disable=invalid-commit
+            policy.report_cron_progress(self.env, *cron_progress)
+        else:
+            policy.commit(self.env.cr)
         if not learnt:
             # In a transaction of its own when committing: see _dqj_learn.
-            self.env["queue.job.duration"].sudo()._dqj_learn(stats.durations, commit)
+            durations._dqj_learn(stats.durations, policy)
 
     def _dqj_record_run(self, stats, chain_has_time):
         """Record the run; return the (done, remaining) to report to the cron that

@@ -1,9 +1,10 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 """What the jobs list's header buttons do: Cron Trigger, Process, Process Background.
 
-Every button ends in the one runner (``_job_runner``) or in the engine's acquisition of
-one given job (``_acquire_specific_job``); nothing here re-implements the loop or takes
-a lock itself.
+The Process buttons end in the one runner (``_dqj_run_batch``, which ``_job_runner``
+calls too); nothing here re-implements the loop or takes a lock itself. They commit
+after each job, as every runner does, unless their caller says it owns the
+transaction (engine/transaction.py's ``for_caller``).
 """
 
 import logging
@@ -11,12 +12,10 @@ import threading
 
 from odoo import SUPERUSER_ID, _, api, models
 from odoo.exceptions import AccessError
-from odoo.modules import module as odoo_module
 from odoo.modules.registry import Registry
-from odoo.tools import config
 from odoo.tools.misc import format_datetime
 
-from ..engine import compat, job_locks
+from ..engine import job_locks, transaction
 from ..engine.runner import STOP_POOLER
 from ..engine.settings import http_run_budget, read_settings
 
@@ -53,14 +52,15 @@ def _outcome_counts(stats):
     }
 
 
-def _run_in_background(dbname, commit, max_seconds):
-    """Body of the background thread: a cursor and an environment of its own."""
+def _run_in_background(dbname, policy, max_seconds):
+    """Body of the background thread: a cursor and an environment of its own, the
+    transaction ``policy`` of the button that started it."""
     threading.current_thread().dbname = dbname
     try:
         with Registry(dbname).cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
-            stats = env["queue.job"]._job_runner(
-                max_seconds=max_seconds, commit=commit, source="thread"
+            stats = env["queue.job"]._dqj_run_batch(
+                policy, max_seconds=max_seconds, source="thread"
             )
         # The runner logs what it processed; this says the thread is over.
         _logger.info(
@@ -88,17 +88,6 @@ class QueueJob(models.Model):
             return
         raise AccessError(
             _("Only Job Queue managers can process jobs from the user interface.")
-        )
-
-    @api.model
-    def _dqj_ui_commit(self):
-        """Commit after each job, like any runner -- except while tests run: their
-        transaction must stay open (TransactionCase forbids commits, HttpCase shares
-        one transaction between the test and its requests)."""
-        return not (
-            odoo_module.current_test
-            or config["test_enable"]
-            or compat.registry_in_test_mode(self.env.registry)
         )
 
     @api.model
@@ -163,11 +152,11 @@ class QueueJob(models.Model):
     def action_dqj_process(self):
         """Header button "Process": the selected jobs, or one batch when none is."""
         self._dqj_check_manager()
-        commit = self._dqj_ui_commit()
+        policy = transaction.for_caller(self.env.context)
         if self:
-            stats = self.sudo()._job_runner(
+            stats = self.sudo()._dqj_run_batch(
+                policy,
                 max_seconds=self._dqj_request_budget(),
-                commit=commit,
                 source="button",
                 job_ids=self.ids,
             )
@@ -187,8 +176,8 @@ class QueueJob(models.Model):
                 message += self._dqj_waiting_sentence(self.ids)
             skipped = stats.skipped + stats.left
         else:
-            stats = self.sudo()._job_runner(
-                max_seconds=self._dqj_request_budget(), commit=commit, source="button"
+            stats = self.sudo()._dqj_run_batch(
+                policy, max_seconds=self._dqj_request_budget(), source="button"
             )
             # Not nested in the _() below: the terms' export would miss it.
             pending = (
@@ -244,7 +233,7 @@ class QueueJob(models.Model):
                 target=_run_in_background,
                 args=(
                     dbname,
-                    self._dqj_ui_commit(),
+                    transaction.for_caller(self.env.context),
                     # The thread lives in this (HTTP) worker, under its time limit.
                     self._dqj_request_budget(),
                 ),

@@ -1,12 +1,13 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
 
 import logging
-from contextlib import nullcontext
 
 from psycopg2.extensions import TransactionRollbackError
 
 from odoo import api, fields, models
 from odoo.tools import SQL
+
+from ..engine import transaction
 
 _logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class QueueJobDuration(models.Model):
         return {record.name: record.seconds for record in records}
 
     @api.model
-    def _dqj_learn(self, durations, commit=False):
+    def _dqj_learn(self, durations, policy=transaction.SAVEPOINTS_ONLY):
         """Fold a run's longest duration per job function into the estimates.
 
         An estimate follows a longer duration at once (a slow job must not be
@@ -76,10 +77,11 @@ class QueueJobDuration(models.Model):
 
         Odoo cursors run at REPEATABLE READ: a row another runner updated after this
         transaction's snapshot cannot be updated, PostgreSQL raises a serialization
-        failure. With ``commit`` (the caller committed its work: this transaction
-        holds nothing else) the upsert is tried again in a fresh transaction, and
-        committed; without, this run's durations are not learnt (the next run's are).
-        Returns whether they were learnt.
+        failure. Under a ``policy`` that commits (the caller committed its work: this
+        transaction holds nothing else) the upsert is tried again in a fresh
+        transaction, and committed; in a savepoint of the caller's transaction, this
+        run's durations are not learnt (the next run's are). Returns whether they
+        were learnt.
         """
         # A job stored without its function (raw SQL) has nothing to learn about.
         known = sorted((name, seconds) for name, seconds in durations.items() if name)
@@ -94,19 +96,16 @@ class QueueJobDuration(models.Model):
             "GREATEST(EXCLUDED.seconds, (known.seconds + EXCLUDED.seconds) / 2)",
             rows,
         )
-        for _attempt in range(LEARN_ATTEMPTS if commit else 1):
-            # Committing, the transaction holds nothing else: a failure rolls it back
-            # whole, no savepoint needed.
-            scope = nullcontext() if commit else self.env.cr.savepoint(flush=False)
+        # In the caller's snapshot, a lost race is lost again: one try.
+        for _attempt in range(LEARN_ATTEMPTS if policy.renews_snapshot else 1):
             try:
-                with scope:
+                # Committing, the transaction holds nothing else: a failure rolls it
+                # back whole (a fresh snapshot for the next try), no savepoint needed.
+                with policy.attempt(self.env.cr, TransactionRollbackError):
                     self.env.cr.execute(upsert, log_exceptions=False)
             except TransactionRollbackError:
-                if commit:
-                    self.env.cr.rollback()  # a fresh snapshot for the next attempt
                 continue
-            if commit:
-                self.env.cr.commit()  # pylint: disable=invalid-commit
+            policy.commit(self.env.cr)
             self.invalidate_model(["name", "seconds"])
             return True
         _logger.info("job durations of this run not learnt: %s", dict(known))

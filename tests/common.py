@@ -17,6 +17,7 @@ from odoo.addons.queue_job.jobrunner.runner import Database as JobRunnerDatabase
 from dqj_harness.kit import kill, odoo_main, start_with_input
 
 from ..engine.settings import PARAM_PREFIX
+from ..engine.transaction import CALLER_OWNS_TRANSACTION
 
 # The runner logs each failed job at ERROR, with its traceback, like queue_job does;
 # tests that make jobs fail on purpose mute it.
@@ -163,7 +164,14 @@ class QueueJobCase(TransactionCase, JobsMixin):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.env = cls.env(context=dict(cls.env.context, tracking_disable=True))
+        # The test owns the transaction: the buttons take savepoints only.
+        cls.env = cls.env(
+            context=dict(
+                cls.env.context,
+                tracking_disable=True,
+                **{CALLER_OWNS_TRANSACTION: True},
+            )
+        )
         cls.queue_job = cls.env["queue.job"]
         # Start every test from an empty queue: only this test's jobs are eligible.
         cls.env.cr.execute(

@@ -104,7 +104,9 @@ class ApiCase(HttpCase, JobsMixin):
     def assertStillPending(self, jobs):
         self.assertEqual(set(jobs.mapped("state")), {"pending"})
         self.assertEqual(
-            self.env["queue.job"]._count_eligible_jobs(), len(jobs), "nothing processed"
+            self.env["queue.job"]._dqj_count_pending()[0],
+            len(jobs),
+            "nothing processed",
         )
 
 

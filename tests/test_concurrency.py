@@ -13,6 +13,7 @@ from odoo.tools import config
 from dqj_harness.kit import kill, wait_for
 
 from ..engine import attempts, job_locks, runner
+from ..engine.transaction import COMMIT_PER_JOB
 from .common import (
     CommittedQueueCase,
     as_cron_thread,
@@ -98,20 +99,21 @@ class TestTwoCursors(CommittedQueueCase):
     def test_runners_learning_the_same_estimate_at_once_both_count(self):
         """REPEATABLE READ: A's snapshot predates B's committed update of the row A
         is about to update. A tries again in a fresh transaction, and succeeds."""
+        function = "<dqj.test>.f"
         with self.committed() as env:
-            env["queue.job.duration"]._dqj_learn({"<dqj.test>.f": 1.0}, commit=True)
+            env["queue.job.duration"]._dqj_learn({function: 1.0}, COMMIT_PER_JOB)
         with self.committed() as env_a, self.committed() as env_b:
             env_a.cr.execute("SELECT 1")  # A's snapshot starts here
-            env_b["queue.job.duration"]._dqj_learn({"<dqj.test>.f": 4.0}, commit=True)
-            env_a["queue.job.duration"]._dqj_learn({"<dqj.test>.f": 8.0}, commit=True)
+            env_b["queue.job.duration"]._dqj_learn({function: 4.0}, COMMIT_PER_JOB)
+            env_a["queue.job.duration"]._dqj_learn({function: 8.0}, COMMIT_PER_JOB)
             env_b.cr.execute("SELECT 1")  # B's snapshot starts here
-            env_a["queue.job.duration"]._dqj_learn({"<dqj.test>.f": 2.0}, commit=True)
-            # Without commit, B cannot start a fresh transaction: it gives up (its
-            # 9 s are not learnt), without failing its caller.
-            env_b["queue.job.duration"]._dqj_learn({"<dqj.test>.f": 9.0})
+            env_a["queue.job.duration"]._dqj_learn({function: 2.0}, COMMIT_PER_JOB)
+            # In its caller's transaction, B cannot start a fresh one: it gives up
+            # (its 9 s are not learnt), without failing its caller.
+            env_b["queue.job.duration"]._dqj_learn({function: 9.0})
             env_b.cr.rollback()
             estimates = env_b["queue.job.duration"]._dqj_estimates()
-        self.assertEqual(estimates["<dqj.test>.f"], 5.0, "1, 4, 8, then 2: halfway")
+        self.assertEqual(estimates[function], 5.0, "1, 4, 8, then 2: halfway")
 
     def test_plain_job_costs_at_most_three_queries(self):
         with self.committed() as env:

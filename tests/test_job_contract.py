@@ -21,6 +21,7 @@ from dqj_harness.kit import kill, wait_for
 from ..engine import job_locks, runner
 from ..engine.scopes import TRIGGERED_KEY
 from ..engine.settings import ChannelRules, http_time_cap, parse_channel_rules
+from ..engine.transaction import COMMIT_PER_JOB, SAVEPOINTS_ONLY
 from ..models import queue_job_actions
 from . import test_concurrency
 from .common import JOB_LOGGER, CommittedQueueCase, QueueJobCase
@@ -253,13 +254,13 @@ class TestAcquisitionRaces(CommittedQueueCase):
             env.cr.execute("SET lock_timeout = '2s'")
             env.cr.commit()
             try:
-                for commit in (True, False):
+                for policy in (COMMIT_PER_JOB, SAVEPOINTS_ONLY):
                     start = time.monotonic()
-                    job, acquired = env["queue.job"]._dqj_acquire(commit=commit)
+                    job, acquired = env["queue.job"]._dqj_acquire(policy=policy)
                     self.assertLess(time.monotonic() - start, 1.5, "it did not wait")
-                    self.assertEqual(job.id, free, f"commit={commit}")
+                    self.assertEqual(job.id, free, policy)
                     env.cr.rollback()
-                    job, acquired = env["queue.job"]._dqj_acquire(held, commit=commit)
+                    job, acquired = env["queue.job"]._dqj_acquire(held, policy)
                     self.assertFalse(job)
                     self.assertTrue(acquired.contended, "it may be pending later")
                     env.cr.rollback()

@@ -10,6 +10,7 @@ from odoo.tools import mute_logger
 
 from ..engine.api_key import verify_api_key
 from ..engine.settings import PARAM_RUNNER_COUNT, SettingsError
+from ..engine.transaction import CALLER_OWNS_TRANSACTION
 from .common import (
     JOB_LOGGER,
     QueueJobCase,
@@ -75,7 +76,9 @@ class TestOriginalRunnerNames(QueueJobCase):
         jobs = self.enqueue(2)
         self.env.flush_all()
         enter_registry_test_mode(self)
-        result = self.queue_job._process_api_in_thread(self.cr.dbname, self.env.uid, {})
+        result = self.queue_job._process_api_in_thread(
+            self.cr.dbname, self.env.uid, {CALLER_OWNS_TRANSACTION: True}
+        )
         self.assertIsNone(result)
         self.env.invalidate_all()
         self.assertEqual(set(jobs.mapped("state")), {"done"})

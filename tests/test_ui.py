@@ -14,7 +14,9 @@ from odoo.tools.misc import format_datetime
 
 from ..engine import job_locks
 from ..engine.settings import PARAM_API_KEY_HASH, PARAM_BATCH_SIZE
+from ..engine.transaction import CALLER_OWNS_TRANSACTION
 from .common import (
+    CommittedQueueCase,
     JobsMixin,
     QueueJobCase,
     access_groups,
@@ -246,6 +248,39 @@ class TestJobListButtons(QueueJobCase):
             self.env["queue.job.run"].with_user(self.employee).has_access("read"),
             False,
         )
+
+
+@tagged("post_install", "-at_install")
+class TestButtonsTransaction(CommittedQueueCase):
+    def test_process_commits_each_job_unless_its_caller_owns_the_transaction(self):
+        """Called on a cursor of its own (a web request's), Process commits after
+        each job, as every runner does: another connection sees them done before
+        the request ends, and nothing the request rolls back undoes them. A caller
+        that says it owns the transaction gets savepoints only."""
+        with self.committed() as env:
+            jobs = self.enqueue(2, env=env)
+            owned = self.enqueue(1, env=env)
+        with self.committed() as env, self.committed() as observer:
+            params = notification(
+                env["queue.job"].browse(jobs.ids).action_dqj_process()
+            )
+            self.assertIn("2 processed: 2 done", params["message"])
+            seen = observer["queue.job"].browse(jobs.ids)
+            self.assertEqual(seen.mapped("state"), ["done", "done"], "committed")
+            env.cr.rollback()
+
+            caller = env["queue.job"].with_context(**{CALLER_OWNS_TRANSACTION: True})
+            params = notification(caller.browse(owned.ids).action_dqj_process())
+            self.assertIn("1 processed: 1 done", params["message"])
+            observer.cr.rollback()  # a fresh snapshot
+            observer.invalidate_all()
+            self.assertEqual(observer["queue.job"].browse(owned.id).state, "pending")
+            env.cr.rollback()
+        with self.committed() as env:
+            self.assertEqual(
+                env["queue.job"].browse(jobs.ids).mapped("state"), ["done"] * 2
+            )
+            self.assertEqual(env["queue.job"].browse(owned.id).state, "pending")
 
 
 @tagged("post_install", "-at_install")

@@ -18,6 +18,7 @@ from odoo.tools import config
 
 from ..engine import watchdog
 from ..engine.runner import BudgetedRunner
+from ..engine.transaction import SAVEPOINTS_ONLY
 from ..engine.watchdog import Watchdog
 from .common import QueueJobCase, as_cron_thread, time_limits
 
@@ -198,7 +199,7 @@ class TestDurationEstimates(QueueJobCase):
             self.queue_job,
             20,
             600,
-            commit=False,
+            policy=SAVEPOINTS_ONLY,
             source="test",
             watchdog=Watchdog(deadline=time.monotonic() + 2, budget=60),
             estimates=self.durations._dqj_estimates(),
@@ -217,7 +218,7 @@ class TestDurationEstimates(QueueJobCase):
                 self.queue_job,
                 20,
                 600,
-                commit=False,
+                policy=SAVEPOINTS_ONLY,
                 source="test",
                 watchdog=Watchdog(time.monotonic() + seconds_left, budget=60),
                 estimates=estimates,
