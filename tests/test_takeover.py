@@ -15,6 +15,8 @@ from odoo.release import series as SERIES
 from odoo.tests import TransactionCase, tagged
 from odoo.tools.parse_version import parse_version
 
+from dqj_harness.kit import ADDON_DIR, addon_version
+
 from .. import takeover
 from ..engine.api_key import api_key_configured, verify_api_key
 from ..engine.settings import (
@@ -26,7 +28,6 @@ from ..engine.settings import (
     read_settings,
 )
 from .common import QueueJobCase, ensure_cron_jobrunner_record
-from .tooling import ADDON_DIR, addon_version
 
 ORIGINAL_KEY = "queue_job_processor.api_key"
 ORIGINAL_BATCH = "queue_job_processor.batch_size"
