@@ -3,7 +3,8 @@
 import logging
 
 from .engine.attempts import drop_table as drop_attempt_table
-from .engine.job_locks import drop_acquire_index, drop_enqueue_guard
+from .engine.job_locks import drop_acquire_index
+from .engine.jobrunner_guard import drop_enqueue_guard
 from .engine.settings import queue_job_runner_in_this_server
 from .takeover import absorb_cron_jobrunner
 

@@ -82,7 +82,7 @@ class RunStats:
     skipped: int = 0  # selected jobs that could not run now (see job_ids)
     left: int = 0  # selected jobs not tried: the batch or the budget ran out
     # Pending jobs due now when the run ended: exact up to
-    # job_locks.EXACT_COUNT_LIMIT, above it an estimate (pending_estimated).
+    # counts.EXACT_COUNT_LIMIT, above it an estimate (pending_estimated).
     pending_count: int = 0
     pending_estimated: bool = False
     time_elapsed: float = 0.0

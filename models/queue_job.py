@@ -17,7 +17,7 @@ from odoo.tools import SQL, mute_logger
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.job import CANCELLED, DONE, FAILED, PENDING, STARTED, Job
 
-from ..engine import attempts, compat, job_locks
+from ..engine import attempts, compat, counts, job_locks, jobrunner_guard
 from ..engine.runner import (
     POSTPONED,
     STOP_BATCH,
@@ -134,7 +134,7 @@ class QueueJob(models.Model):
     def init(self):
         res = super().init()
         job_locks.create_acquire_index(self.env.cr)
-        job_locks.create_enqueue_guard(self.env.cr)
+        jobrunner_guard.create_enqueue_guard(self.env.cr)
         attempts.create_table(self.env.cr)
         return res
 
@@ -205,18 +205,18 @@ class QueueJob(models.Model):
     @api.model
     def _count_eligible_jobs(self):
         """Pending jobs that are due now (locked ones included): exact up to
-        job_locks.EXACT_COUNT_LIMIT, an estimate above (see _dqj_count_pending)."""
+        counts.EXACT_COUNT_LIMIT, an estimate above (see _dqj_count_pending)."""
         return self._dqj_count_pending()[0]
 
     @api.model
     def _dqj_count_pending(self):
         """``(count, estimated)`` of the pending jobs due now: see
-        job_locks.count_eligible (bounded, whatever the backlog)."""
+        counts.count_eligible (bounded, whatever the backlog)."""
         self.flush_model(["state", "eta"])
-        return job_locks.count_eligible(self.env.cr)
+        return counts.count_eligible(self.env.cr)
 
     def _compute_dqj_running(self):
-        running = job_locks.running_job_ids(self.env.cr) if self.ids else set()
+        running = counts.running_job_ids(self.env.cr) if self.ids else set()
         for job in self:
             job.dqj_running = job.id in running
 
@@ -224,7 +224,7 @@ class QueueJob(models.Model):
         if operator not in ("=", "!="):
             raise NotImplementedError(f"Operator {operator} not supported")
         positive = (operator == "=") == bool(value)
-        ids = list(job_locks.running_job_ids(self.env.cr))
+        ids = list(counts.running_job_ids(self.env.cr))
         return [("id", "in" if positive else "not in", ids)]
 
     # ------------------------------------------------------------------ processing

@@ -4,7 +4,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 
 from ..engine.api_key import api_key_configured, generate_api_key, revoke_api_key
-from ..engine.job_locks import queue_job_runner_attached
+from ..engine.jobrunner_guard import queue_job_runner_attached
 from ..engine.settings import (
     BOUNDS,
     CHANNEL_EXAMPLE,

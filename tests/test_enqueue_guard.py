@@ -16,7 +16,7 @@ from odoo.tests import TransactionCase, get_db_name, tagged
 from odoo.tools import config, mute_logger
 
 from .. import hooks
-from ..engine.job_locks import ENQUEUE_GUARD, queue_job_runner_attached
+from ..engine.jobrunner_guard import ENQUEUE_GUARD, queue_job_runner_attached
 from ..engine.settings import queue_job_runner_in_this_server
 from .common import JOB_LOGGER, CommittedQueueCase, queue_job_jobrunner
 from .tooling import wait_for
