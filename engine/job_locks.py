@@ -55,7 +55,8 @@ import zlib
 
 from psycopg2.extensions import TransactionRollbackError
 
-from odoo.tools import SQL, index_exists
+from odoo.tools import SQL
+from odoo.tools.sql import create_index, drop_index
 
 _logger = logging.getLogger(__name__)
 
@@ -81,21 +82,20 @@ def create_acquire_index(cr):
     """The queue order of queue_job's own runner: priority, then creation. A job's eta
     only says when it may start, not where it stands in the queue (a due job postponed
     by a retry keeps its place among the jobs created before and after it)."""
-    if not index_exists(cr, ACQUIRE_INDEX):
-        cr.execute(
-            SQL(
-                "CREATE INDEX %s ON queue_job (priority, date_created, id) "
-                "WHERE state = 'pending'",
-                SQL.identifier(ACQUIRE_INDEX),
-            )
-        )
+    create_index(
+        cr,
+        ACQUIRE_INDEX,
+        "queue_job",
+        ["priority", "date_created", "id"],
+        where="state = 'pending'",
+    )
     for name in _OLD_ACQUIRE_INDEXES:
-        cr.execute(SQL("DROP INDEX IF EXISTS %s", SQL.identifier(name)))
+        drop_index(cr, name, "queue_job")
 
 
 def drop_acquire_index(cr):
     for name in (ACQUIRE_INDEX, *_OLD_ACQUIRE_INDEXES):
-        cr.execute(SQL("DROP INDEX IF EXISTS %s", SQL.identifier(name)))
+        drop_index(cr, name, "queue_job")
 
 
 def _channel_excluded(channel):
