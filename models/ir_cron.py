@@ -2,9 +2,9 @@
 
 from odoo import api, fields, models
 
+from ..engine.names import MODULE
 from ..engine.settings import check_int, read_settings
 
-MODULE = "deltatech_queue_job"
 # The first runner cron (data/ir_cron.xml): the model of the copies.
 RUNNER_TEMPLATE_XMLID = f"{MODULE}.cron_queue_job_runner"
 # Copies made by the settings get XML ids in this module (noupdate), so that

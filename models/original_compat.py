@@ -12,9 +12,11 @@ import logging
 from odoo import SUPERUSER_ID, api, models
 from odoo.modules.registry import Registry
 
+from ..engine.names import CRON_JOBRUNNER
+
 _logger = logging.getLogger(__name__)
 
-CRON_JOBRUNNER_PACKAGE = "odoo.addons.queue_job_cron_jobrunner"
+CRON_JOBRUNNER_PACKAGE = f"odoo.addons.{CRON_JOBRUNNER}"
 
 
 class QueueJob(models.Model):
