@@ -88,6 +88,49 @@ class TestWatchdogClock(BaseCase):
             for fd in (*server.pipe, *worker_pipe):
                 os.close(fd)
 
+    def test_heartbeat_is_installed_by_post_load_once_not_by_an_import(self):
+        """In a fresh interpreter: importing the addon patches nothing; Odoo's loading
+        of the addon (which calls post_load) does, and a second post_load does not
+        wrap the wrapper."""
+
+        def fresh_python(*steps):
+            code = "\n".join(
+                (
+                    "import sys",
+                    "import odoo",
+                    "from odoo.modules import module",
+                    "from odoo.service import server",
+                    "from odoo.tools import config",
+                    "config['addons_path'] = sys.argv[1]",
+                    "module.initialize_sys_path()",
+                    "patched = lambda: getattr(server.PreforkServer.pipe_ping,"
+                    " 'dqj_heartbeat', False)",
+                    *steps,
+                )
+            )
+            addons_path = ",".join(odoo.addons.__path__)
+            return subprocess.run(
+                [sys.executable, "-c", code, addons_path],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            ).stdout.split()
+
+        imported = fresh_python(
+            "import odoo.addons.deltatech_queue_job.engine.watchdog",
+            "print(patched())",
+        )
+        self.assertEqual(imported, ["False"], "an import patches nothing")
+        loaded = fresh_python(
+            "module.load_openerp_module('deltatech_queue_job')",
+            "print(patched())",
+            "sys.modules['odoo.addons.deltatech_queue_job'].post_load()",
+            "wrapped = server.PreforkServer.pipe_ping.__wrapped__",
+            "print(getattr(wrapped, 'dqj_heartbeat', False))",
+        )
+        self.assertEqual(loaded, ["True", "False"], "installed once, by post_load")
+
     def test_worker_without_a_ping_of_its_own_counts_from_its_start(self):
         saved = watchdog._last_ping
         test_start = time.monotonic()
