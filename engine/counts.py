@@ -111,5 +111,3 @@ def oldest_eligible_age(cr):
         )
     )
     return cr.fetchone()[0]
-
-

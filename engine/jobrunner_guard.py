@@ -114,5 +114,3 @@ def queue_job_runner_attached(cr):
         )
     )
     return cr.fetchone()[0]
-
-

@@ -60,9 +60,10 @@ def install_heartbeat():
     addon (at server start when it is server-wide, else in the worker that first
     loads a registry with it). ``Worker._runloop`` looks ``pipe_ping`` up on the
     server object at each call, so wrapping the class's method reaches the workers
-    forked after that as well as the one loading it. The wrapper reads the clock and calls the original: the
-    watchdog sees exactly the pings it saw before. The time is read before the write,
-    so that it is never later than the moment the master reads the ping. Idempotent.
+    forked after that as well as the one loading it. The wrapper reads the clock and
+    calls the original: the watchdog sees exactly the pings it saw before. The time is
+    read before the write, so that it is never later than the moment the master reads
+    the ping. Idempotent.
     """
     original = odoo_server.PreforkServer.pipe_ping
     if getattr(original, "dqj_heartbeat", False):
@@ -210,4 +211,3 @@ def process_watchdog(in_cron):
         min(watchdog.deadline for watchdog in watchdogs),
         min(watchdog.budget for watchdog in watchdogs),
     )
-

@@ -100,17 +100,15 @@ class TestWatchdogClock(BaseCase):
                     "import odoo",
                     "from odoo.modules import module",
                     "from odoo.service import server",
-                    "from odoo.tools import config",
-                    "config['addons_path'] = sys.argv[1]",
-                    "module.initialize_sys_path()",
-                    "patched = lambda: getattr(server.PreforkServer.pipe_ping,"
-                    " 'dqj_heartbeat', False)",
+                    "odoo.addons.__path__.extend(sys.argv[1:])",
+                    "prefork = server.PreforkServer",
+                    "beat = 'dqj_heartbeat'",
+                    "def patched(): return getattr(prefork.pipe_ping, beat, False)",
                     *steps,
                 )
             )
-            addons_path = ",".join(odoo.addons.__path__)
             return subprocess.run(
-                [sys.executable, "-c", code, addons_path],
+                [sys.executable, "-c", code, *odoo.addons.__path__],
                 capture_output=True,
                 text=True,
                 timeout=120,
@@ -126,8 +124,8 @@ class TestWatchdogClock(BaseCase):
             "module.load_openerp_module('deltatech_queue_job')",
             "print(patched())",
             "sys.modules['odoo.addons.deltatech_queue_job'].post_load()",
-            "wrapped = server.PreforkServer.pipe_ping.__wrapped__",
-            "print(getattr(wrapped, 'dqj_heartbeat', False))",
+            "wrapped = prefork.pipe_ping.__wrapped__",
+            "print(getattr(wrapped, beat, False))",
         )
         self.assertEqual(loaded, ["True", "False"], "installed once, by post_load")
 
