@@ -8,7 +8,6 @@ from . import queue_job_duration
 from . import queue_job_stats
 from . import queue_job_actions
 from . import res_config_settings
-from . import api_key_wizard
 from . import original_compat
 from . import res_config_settings_scheduler
 from . import ir_module_module
