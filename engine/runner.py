@@ -91,7 +91,7 @@ class RunStats:
     # {job function: longest run in seconds}, folded into the duration estimates
     durations: dict = field(default_factory=dict)
     # When the run's first acquisition began, by the database's clock (UTC): a
-    # trigger planned after it outlives this run (see queue.job._cron_continue).
+    # trigger planned after it outlives this run (see ir.cron._dqj_continue_runners).
     started_at: object = None
 
     def count(self, outcome):

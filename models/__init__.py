@@ -1,6 +1,7 @@
 from . import ir_actions_server
 from . import ir_cron
 from . import queue_job
+from . import queue_job_cron_trigger
 from . import queue_job_function
 from . import queue_job_channel
 from . import queue_job_run

@@ -227,7 +227,7 @@ class TestAbsorbCronJobrunner(TransactionCase):
 class TestResumeQueue(QueueJobCase):
     def test_pending_jobs_get_the_runner_crons_triggered(self):
         self.enqueue(1)
-        crons = self.queue_job._runner_crons().filtered("active")
+        crons = self.env["ir.cron"]._dqj_runner_crons().filtered("active")
         Trigger = self.env["ir.cron.trigger"].sudo()
         before = Trigger.search_count([("cron_id", "in", crons.ids)])
         takeover.resume_queue(self.env)

@@ -53,7 +53,7 @@ class TestJobListButtons(QueueJobCase):
 
     # ------------------------------------------------------------------ Cron Trigger
     def test_cron_trigger_triggers_the_runner_crons_now(self):
-        crons = self.queue_job._runner_crons().filtered("active")
+        crons = self.env["ir.cron"]._dqj_runner_crons().filtered("active")
         Trigger = self.env["ir.cron.trigger"].sudo()
         before = Trigger.search([("cron_id", "in", crons.ids)])
         params = notification(self.queue_job.action_dqj_cron_trigger())
