@@ -126,7 +126,7 @@ class QueueApiController(http.Controller):
     def _stats(self, db, params):
         with self._cursor(db, readonly=True) as env:
             self._authenticate(env, params)
-            stats = env["queue.job"]._queue_stats()
+            stats = env["queue.job"]._dqj_queue_stats()
         timestamp = _utc_timestamp()
         counts = stats["counts"]
         original = {state: counts.get(state, 0) for state in ORIGINAL_STATS_STATES}

@@ -81,7 +81,7 @@ class QueueJob(models.Model):
     def _remove_failed_duplicates(self):
         """The original's name for cancelling the failed jobs a new job with the same
         identity key supersedes (they keep their history)."""
-        self._cancel_superseded_failed_jobs()
+        self._dqj_cancel_superseded_failed_jobs()
 
     # ------------------------------------------------------------------ guard
     def _register_hook(self):

@@ -759,7 +759,7 @@ class QueueJob(models.Model):
                 stats.processed,
                 stats.pending_count if loop_again else 0,
             )
-        self.env["queue.job.run"].sudo()._record_run(stats)
+        self.env["queue.job.run"].sudo()._dqj_record_run(stats)
         if stats.processed:
             _logger.info(
                 "queue runner (%s): %s processed (%s done, %s failed, %s postponed), "
@@ -777,7 +777,7 @@ class QueueJob(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         records = super().create(vals_list)
-        records._cancel_superseded_failed_jobs()
+        records._dqj_cancel_superseded_failed_jobs()
         records._ensure_cron_trigger()
         return records
 
@@ -788,7 +788,7 @@ class QueueJob(models.Model):
         return res
 
     # ------------------------------------------------------------------ housekeeping
-    def _cancel_superseded_failed_jobs(self):
+    def _dqj_cancel_superseded_failed_jobs(self):
         """A new job with an identity key supersedes older failed ones with that key."""
         keyed = self.filtered("identity_key")
         if not keyed:
@@ -809,11 +809,11 @@ class QueueJob(models.Model):
             # queue_job cancels the jobs waiting on a cancelled one with plain SQL,
             # without a cancellation date: autovacuum (which removes cancelled jobs by
             # date_cancelled) would never remove them. Stamp them.
-            self._stamp_cancelled_jobs(self.mapped("graph_uuid"))
+            self._dqj_stamp_cancelled_jobs(self.mapped("graph_uuid"))
         return res
 
     @api.model
-    def _stamp_cancelled_jobs(self, graph_uuids=None):
+    def _dqj_stamp_cancelled_jobs(self, graph_uuids=None):
         query = SQL(
             "UPDATE queue_job SET date_cancelled = (now() AT TIME ZONE 'UTC') "
             "WHERE state = 'cancelled' AND date_cancelled IS NULL"

@@ -27,7 +27,7 @@ class QueueJob(models.Model):
     _inherit = "queue.job"
 
     @api.model
-    def _queue_stats(self):
+    def _dqj_queue_stats(self):
         """What an uptime monitor needs to know about the queue; processes nothing.
 
         Cheap whatever the backlog: every count is exact up to
@@ -72,11 +72,11 @@ class QueueJob(models.Model):
             ),
             "failed_last_hour": failed_recently,
             "estimated": estimated,
-            "last_run": self._last_run_stats(),
+            "last_run": self._dqj_last_run_stats(),
         }
 
     @api.model
-    def _last_run_stats(self):
+    def _dqj_last_run_stats(self):
         run = self.env["queue.job.run"].sudo().search([], limit=1)
         if not run:
             return None
