@@ -52,6 +52,7 @@ Which rows, which lock, and why a job cannot run twice:
 
 import logging
 import zlib
+from dataclasses import dataclass, field
 
 from psycopg2.extensions import TransactionRollbackError
 
@@ -213,33 +214,23 @@ def _first_eligible_id(cr, job_id, exclude_channels, exclude_ids, sequential):
     return row[0] if row else None
 
 
+@dataclass(slots=True)
 class Acquired:
     """What an acquisition got: ``job_id`` (None when nothing was locked) and
     ``contended``: True when it gave up on jobs that other runners were taking at that
     moment, so "nothing locked" does not mean "nothing left"."""
 
-    __slots__ = ("at", "backend", "contended", "function", "job_id", "values")
-
-    def __init__(
-        self,
-        job_id=None,
-        contended=False,
-        function=None,
-        values=None,
-        at=None,
-        backend=None,
-    ):
-        self.job_id = job_id
-        self.contended = contended
-        # queue_job's channel_method_name (e.g. "<res.partner>.write"), read with the
-        # lock for the runner's duration estimate: no second query per job.
-        self.function = function
-        # {column: value} of the columns asked for, read with the lock too.
-        self.values = values or {}
-        # The start of the transaction that holds the lock, database clock, UTC.
-        self.at = at
-        # pg_backend_pid() of that transaction: the server connection it ran on.
-        self.backend = backend
+    job_id: int | None = None
+    contended: bool = False
+    # queue_job's channel_method_name (e.g. "<res.partner>.write"), read with the
+    # lock for the runner's duration estimate: no second query per job.
+    function: str | None = None
+    # {column: value} of the columns asked for, read with the lock too.
+    values: dict = field(default_factory=dict)
+    # The start of the transaction that holds the lock, database clock, UTC.
+    at: object = None
+    # pg_backend_pid() of that transaction: the server connection it ran on.
+    backend: int | None = None
 
 
 def lock_job(cr, job_id=None, commit=False, capacities=None, rules=None, columns=()):

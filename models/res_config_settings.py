@@ -22,6 +22,18 @@ from ..engine.settings import (
     queue_job_runner_in_this_server,
 )
 
+
+def _bounded_setting(bound, param, string, help_text):
+    """An integer setting kept in the parameter ``param``, its default the one of
+    ``bound`` in engine.settings.BOUNDS (which the constraint below checks)."""
+    return fields.Integer(
+        string=string,
+        config_parameter=param,
+        default=BOUNDS[bound][0],
+        help=help_text,
+    )
+
+
 # settings field -> name of its bounds in engine.settings.BOUNDS
 INT_SETTINGS = {
     "dqj_batch_size": "batch_size",
@@ -34,27 +46,27 @@ INT_SETTINGS = {
 class ResConfigSettings(models.TransientModel):
     _inherit = "res.config.settings"
 
-    dqj_batch_size = fields.Integer(
+    dqj_batch_size = _bounded_setting(
+        "batch_size",
+        PARAM_BATCH_SIZE,
         string="Batch Size",
-        config_parameter=PARAM_BATCH_SIZE,
-        default=BOUNDS["batch_size"][0],
-        help="Maximum number of jobs one runner execution takes.",
+        help_text="Maximum number of jobs one runner execution takes.",
     )
-    dqj_max_seconds = fields.Integer(
+    dqj_max_seconds = _bounded_setting(
+        "max_seconds",
+        PARAM_MAX_SECONDS,
         string="Max Seconds",
-        config_parameter=PARAM_MAX_SECONDS,
-        default=BOUNDS["max_seconds"][0],
-        help="Time budget of one runner execution: no job is started when its "
+        help_text="Time budget of one runner execution: no job is started when its "
         "estimated duration would take the run past it. A run started by the cron "
         "also ends before the server's cron time limit (limit_time_real_cron) would "
         "kill its worker, counted as Odoo counts it: from the cron worker's last "
         "heartbeat, before it slept and ran the other crons of its pass.",
     )
-    dqj_runner_count = fields.Integer(
+    dqj_runner_count = _bounded_setting(
+        "runner_count",
+        PARAM_RUNNER_COUNT,
         string="Parallel Runners",
-        config_parameter=PARAM_RUNNER_COUNT,
-        default=BOUNDS["runner_count"][0],
-        help="Number of runner crons sharing the queue (each cron runs one job at a "
+        help_text="Number of runner crons sharing the queue (each cron runs one job at a "
         "time; jobs are never run twice, the runners skip each other's jobs). Odoo "
         "runs at most --max-cron-threads crons at the same time: runner crons beyond "
         "that number run one after the other in the same cron worker, sharing its "
@@ -90,11 +102,11 @@ class ResConfigSettings(models.TransientModel):
         "pending again, their database writes undone with them: effects outside "
         "the database (e-mails sent directly, HTTP calls) would happen twice.",
     )
-    dqj_history_days = fields.Integer(
+    dqj_history_days = _bounded_setting(
+        "history_days",
+        PARAM_HISTORY_DAYS,
         string="History Retention (days)",
-        config_parameter=PARAM_HISTORY_DAYS,
-        default=BOUNDS["history_days"][0],
-        help="Runner executions older than this are removed from the run history.",
+        help_text="Runner executions older than this are removed from the run history.",
     )
     # Read by get_values() (the settings' own way for values that are not a plain
     # parameter): a compute is not evaluated for the form's new record.
