@@ -66,11 +66,11 @@ class ResConfigSettings(models.TransientModel):
         "runner_count",
         PARAM_RUNNER_COUNT,
         string="Parallel Runners",
-        help_text="Number of runner crons sharing the queue (each cron runs one job at a "
-        "time; jobs are never run twice, the runners skip each other's jobs). Odoo "
-        "runs at most --max-cron-threads crons at the same time: runner crons beyond "
-        "that number run one after the other in the same cron worker, sharing its "
-        "time limit, and add nothing. Keep it at or below the number of cron "
+        help_text="Number of runner crons sharing the queue (each cron runs one job "
+        "at a time; jobs are never run twice, the runners skip each other's jobs). "
+        "Odoo runs at most --max-cron-threads crons at the same time: runner crons "
+        "beyond that number run one after the other in the same cron worker, sharing "
+        "its time limit, and add nothing. Keep it at or below the number of cron "
         "threads, one fewer when Odoo's other crons must not wait behind the queue.",
     )
     dqj_channels = fields.Char(
