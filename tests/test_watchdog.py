@@ -128,6 +128,20 @@ class TestWatchdogClock(BaseCase):
             "print(getattr(wrapped, beat, False))",
         )
         self.assertEqual(loaded, ["True", "False"], "installed once, by post_load")
+        # An upgrade from the original: its pre-migration script imports the addon
+        # before Odoo loads it, so Odoo's loading does not call post_load.
+        migrated = fresh_python(
+            "import importlib.util",
+            "path = (module.get_module_path('deltatech_queue_job')"
+            " + '/migrations/18.0.2.0.0/pre-migrate.py')",
+            "spec = importlib.util.spec_from_file_location('pre_migrate', path)",
+            "script = importlib.util.module_from_spec(spec)",
+            "spec.loader.exec_module(script)",
+            "script.migrate(None, None)",
+            "module.load_openerp_module('deltatech_queue_job')",
+            "print(patched())",
+        )
+        self.assertEqual(migrated, ["True"], "installed by the pre-migration")
 
     def test_worker_without_a_ping_of_its_own_counts_from_its_start(self):
         saved = watchdog._last_ping

@@ -3,10 +3,13 @@
 
 from odoo import SUPERUSER_ID, api
 
-from odoo.addons.deltatech_queue_job import takeover
+from odoo.addons.deltatech_queue_job import hooks, takeover
 
 
 def migrate(cr, version):
+    # Odoo calls an addon's post_load when it imports the addon itself, before or
+    # after this script: this script imports it first, so Odoo will not.
+    hooks.post_load()
     if not version:
         return
     env = api.Environment(cr, SUPERUSER_ID, {})
