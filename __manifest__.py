@@ -19,6 +19,7 @@
         "views/queue_job_run_views.xml",
         "views/res_config_settings_views.xml",
         "views/res_config_settings_scheduler_views.xml",
+        "wizards/api_key_wizard_views.xml",
         "views/menus.xml",
     ],
     "assets": {

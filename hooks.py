@@ -3,8 +3,10 @@
 import logging
 
 from .engine.attempts import drop_table as drop_attempt_table
-from .engine.job_locks import drop_acquire_index, drop_enqueue_guard
+from .engine.job_locks import drop_acquire_index
+from .engine.jobrunner_guard import drop_enqueue_guard
 from .engine.settings import queue_job_runner_in_this_server
+from .engine.watchdog import install_heartbeat
 from .takeover import absorb_cron_jobrunner
 
 _logger = logging.getLogger(__name__)
@@ -12,8 +14,10 @@ _logger = logging.getLogger(__name__)
 
 def post_load():
     """Once per process, when the addon's code is first loaded (at server start when
-    the database is given, else at its first request): say so when queue_job's own
-    jobrunner runs in this server too."""
+    the database is given, else at its first request): record the prefork watchdog's
+    heartbeats (see engine/watchdog.py), and say so when queue_job's own jobrunner
+    runs in this server too."""
+    install_heartbeat()
     if queue_job_runner_in_this_server():
         _logger.warning(
             "queue_job's own jobrunner also runs in this server (queue_job is a "

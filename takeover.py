@@ -23,6 +23,7 @@ from odoo.tools.sql import column_exists, create_column
 from odoo.addons.base.models.ir_model import MODULE_UNINSTALL_FLAG
 
 from .engine.api_key import hash_api_key
+from .engine.names import CRON_JOBRUNNER, MODULE
 from .engine.settings import (
     BOUNDS,
     PARAM_API_KEY_HASH,
@@ -35,8 +36,6 @@ from .engine.settings import (
 
 _logger = logging.getLogger(__name__)
 
-MODULE = "deltatech_queue_job"
-CRON_JOBRUNNER = "queue_job_cron_jobrunner"
 
 # The original's parameters: (its key, the XML id of its data file that owns it, the
 # port's parameter). The data file is not loaded any more, so an upgrade would delete

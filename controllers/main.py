@@ -25,14 +25,12 @@ from odoo.http import request
 from odoo.modules.registry import Registry
 
 from ..engine.api_key import api_key_configured, verify_api_key
+from ..engine.names import PROCESS_ROUTE, STATS_ROUTE
 from ..engine.runner import POOLER_REFUSAL, STOP_POOLER
 from ..engine.settings import SettingsError, http_run_budget, read_settings
 from ..engine.throttle import failed_keys
 
 _logger = logging.getLogger(__name__)
-
-PROCESS_ROUTE = "/api/v1/queue/process"
-STATS_ROUTE = "/api/v1/queue/stats"
 
 # A valid request is a few hundred bytes; anything this big is not a scheduler.
 MAX_BODY_BYTES = 64 * 1024
@@ -128,7 +126,7 @@ class QueueApiController(http.Controller):
     def _stats(self, db, params):
         with self._cursor(db, readonly=True) as env:
             self._authenticate(env, params)
-            stats = env["queue.job"]._queue_stats()
+            stats = env["queue.job"]._dqj_queue_stats()
         timestamp = _utc_timestamp()
         counts = stats["counts"]
         original = {state: counts.get(state, 0) for state in ORIGINAL_STATS_STATES}

@@ -3,7 +3,11 @@
 
 ``models/`` and ``controllers/`` import from here; nothing here imports them back.
 
-- :mod:`.job_locks`: every SQL statement that takes or reads a lock on jobs;
+- :mod:`.job_locks`: every SQL statement that takes or releases a lock on jobs;
+- :mod:`.counts`: the queue's counts (running, pending, due, waiting), bounded
+  whatever the backlog;
+- :mod:`.jobrunner_guard`: queue_job's own jobrunner beside the runners (the enqueue
+  guard);
 - :mod:`.attempts`: tries of jobs whose worker died, counted outside their
   transaction;
 - :mod:`.runner`: the budgeted loop every entry point goes through;

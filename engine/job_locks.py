@@ -1,5 +1,5 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl.html).
-"""Every SQL statement that takes or reads a lock on jobs, in one place.
+"""Every SQL statement that takes or releases a lock on jobs, in one place.
 
 Which rows, which lock, and why a job cannot run twice:
 
@@ -40,8 +40,7 @@ Which rows, which lock, and why a job cannot run twice:
   holds therefore belongs to a dead worker: :func:`requeue_dead_committing_jobs` puts it
   back to pending, once (a second sweeper finds it no longer started).
 - queue_job's own jobrunner, if it also runs, must not run a job again after this
-  addon took it: the enqueue guard (``ENQUEUE_GUARD``, a trigger) turns its stale
-  "enqueue" of a job that is no longer due into a no-op. See create_enqueue_guard().
+  addon took it: see engine/jobrunner_guard.py.
 - All of this assumes one PostgreSQL server connection per Odoo cursor, for the
   cursor's life: the committing jobs' session lock, Asynchronous Commit's session
   setting and Odoo's own LISTEN/NOTIFY outlive a transaction. A pooler in transaction
@@ -51,15 +50,14 @@ Which rows, which lock, and why a job cannot run twice:
   they differ (see engine/runner.py).
 """
 
-import json
 import logging
 import zlib
+from dataclasses import dataclass, field
 
 from psycopg2.extensions import TransactionRollbackError
 
-from odoo.tools import SQL, index_exists
-
-from odoo.addons.queue_job.jobrunner.runner import PG_ADVISORY_LOCK_ID
+from odoo.tools import SQL
+from odoo.tools.sql import create_index, drop_index
 
 from .transaction import SAVEPOINTS_ONLY
 
@@ -87,21 +85,20 @@ def create_acquire_index(cr):
     """The queue order of queue_job's own runner: priority, then creation. A job's eta
     only says when it may start, not where it stands in the queue (a due job postponed
     by a retry keeps its place among the jobs created before and after it)."""
-    if not index_exists(cr, ACQUIRE_INDEX):
-        cr.execute(
-            SQL(
-                "CREATE INDEX %s ON queue_job (priority, date_created, id) "
-                "WHERE state = 'pending'",
-                SQL.identifier(ACQUIRE_INDEX),
-            )
-        )
+    create_index(
+        cr,
+        ACQUIRE_INDEX,
+        "queue_job",
+        ["priority", "date_created", "id"],
+        where="state = 'pending'",
+    )
     for name in _OLD_ACQUIRE_INDEXES:
-        cr.execute(SQL("DROP INDEX IF EXISTS %s", SQL.identifier(name)))
+        drop_index(cr, name, "queue_job")
 
 
 def drop_acquire_index(cr):
     for name in (ACQUIRE_INDEX, *_OLD_ACQUIRE_INDEXES):
-        cr.execute(SQL("DROP INDEX IF EXISTS %s", SQL.identifier(name)))
+        drop_index(cr, name, "queue_job")
 
 
 def _channel_excluded(channel):
@@ -219,33 +216,23 @@ def _first_eligible_id(cr, job_id, exclude_channels, exclude_ids, sequential):
     return row[0] if row else None
 
 
+@dataclass(slots=True)
 class Acquired:
     """What an acquisition got: ``job_id`` (None when nothing was locked) and
     ``contended``: True when it gave up on jobs that other runners were taking at that
     moment, so "nothing locked" does not mean "nothing left"."""
 
-    __slots__ = ("at", "backend", "contended", "function", "job_id", "values")
-
-    def __init__(
-        self,
-        job_id=None,
-        contended=False,
-        function=None,
-        values=None,
-        at=None,
-        backend=None,
-    ):
-        self.job_id = job_id
-        self.contended = contended
-        # queue_job's channel_method_name (e.g. "<res.partner>.write"), read with the
-        # lock for the runner's duration estimate: no second query per job.
-        self.function = function
-        # {column: value} of the columns asked for, read with the lock too.
-        self.values = values or {}
-        # The start of the transaction that holds the lock, database clock, UTC.
-        self.at = at
-        # pg_backend_pid() of that transaction: the server connection it ran on.
-        self.backend = backend
+    job_id: int | None = None
+    contended: bool = False
+    # queue_job's channel_method_name (e.g. "<res.partner>.write"), read with the
+    # lock for the runner's duration estimate: no second query per job.
+    function: str | None = None
+    # {column: value} of the columns asked for, read with the lock too.
+    values: dict = field(default_factory=dict)
+    # The start of the transaction that holds the lock, database clock, UTC.
+    at: object = None
+    # pg_backend_pid() of that transaction: the server connection it ran on.
+    backend: int | None = None
 
 
 def lock_job(
@@ -548,215 +535,6 @@ def take_channel_slots(cr, channel, capacities):
         if not cr.fetchone():
             return name
     return None
-
-
-def running_job_ids(cr):
-    """Ids of the jobs some runner holds right now."""
-    cr.execute(
-        """
-        SELECT objid::integer FROM pg_locks
-        WHERE locktype = 'advisory' AND classid = %s AND objsubid = 2 AND granted
-          AND database = (SELECT oid FROM pg_database
-                          WHERE datname = current_database())
-        """,
-        (RUNNING_LOCK_NS,),
-    )
-    return {row[0] for row in cr.fetchall()}
-
-
-# Pending counts are exact up to here. Above, an exact count would read the whole
-# backlog at every run (112 ms at 1,000,000 pending, against ~2 ms for a run's 20
-# jobs): PostgreSQL's planner estimate is given instead, said to be one.
-EXACT_COUNT_LIMIT = 1000
-
-
-def bounded_count(cr, query, limit=None):
-    """``(count, estimated)`` of the rows of ``query`` (an SQL ``SELECT``).
-
-    Exact up to ``limit``: one statement that reads at most ``limit + 1`` rows. Above,
-    ``estimated`` is True and the count is the planner's estimate of ``query`` (from
-    the table's statistics, which autovacuum keeps current), never less than
-    ``limit + 1``: a second statement, planned, not run. ``limit`` defaults to
-    EXACT_COUNT_LIMIT.
-    """
-    if limit is None:
-        limit = EXACT_COUNT_LIMIT
-    cr.execute(SQL("SELECT count(*) FROM (%s LIMIT %s) AS bounded", query, limit + 1))
-    count = cr.fetchone()[0]
-    if count <= limit:
-        return count, False
-    cr.execute(SQL("EXPLAIN (FORMAT JSON) %s", query))
-    plan = cr.fetchone()[0]
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    return max(count, round(plan[0]["Plan"]["Plan Rows"])), True
-
-
-def count_eligible(cr, limit=None):
-    """``(count, estimated)``: the pending jobs due now, locked ones included; exact
-    up to ``limit``, estimated above (see :func:`bounded_count`)."""
-    return bounded_count(cr, SQL("SELECT 1 FROM queue_job WHERE %s", ELIGIBLE), limit)
-
-
-def waiting_for_eta(cr, job_ids=None):
-    """``(count, next_eta)`` of the pending jobs not due yet (their eta is still to
-    come), among ``job_ids`` when given; ``next_eta`` is the earliest eta (UTC, naive),
-    None when none waits. Read through ACQUIRE_INDEX's pending rows: cheap whatever
-    the size of the done history."""
-    conditions = [SQL("state = 'pending' AND eta > (now() AT TIME ZONE 'UTC')")]
-    if job_ids is not None:
-        conditions.append(SQL("id = ANY(%s)", list(job_ids)))
-    cr.execute(
-        SQL(
-            "SELECT count(*), min(eta) FROM queue_job WHERE %s",
-            SQL(" AND ").join(conditions),
-        )
-    )
-    return cr.fetchone()
-
-
-def oldest_eligible_age(cr):
-    """Seconds since the longest-waiting job due now became due (its eta, or its
-    creation without one); None when no job is due.
-
-    Read at the head of each priority's queue (ACQUIRE_INDEX, one short index scan
-    per priority in use): the oldest job of each priority by creation, whatever the
-    backlog. A job created after another of its priority but made due earlier by its
-    eta is not seen before that one.
-    """
-    cr.execute(
-        SQL(
-            """
-            WITH RECURSIVE priorities AS (
-                (SELECT priority FROM queue_job WHERE state = 'pending'
-                 ORDER BY priority LIMIT 1)
-                UNION ALL
-                SELECT (SELECT next.priority FROM queue_job next
-                        WHERE next.state = 'pending' AND next.priority > p.priority
-                        ORDER BY next.priority LIMIT 1)
-                FROM priorities p WHERE p.priority IS NOT NULL
-            )
-            SELECT EXTRACT(EPOCH FROM (now() AT TIME ZONE 'UTC') - min(head.due))
-            FROM priorities p CROSS JOIN LATERAL (
-                SELECT GREATEST(eta, date_created) AS due FROM queue_job
-                WHERE %s AND priority = p.priority
-                ORDER BY date_created, id LIMIT 1
-            ) head
-            """,
-            ELIGIBLE,
-        )
-    )
-    return cr.fetchone()[0]
-
-
-# ---------------------------------------------------------------- queue_job's jobrunner
-# queue_job's jobrunner elects one master per database with this session-level
-# advisory lock, and enqueues jobs on the very connection that holds it (every 18.0
-# release, 1.7 to 4.1). In pg_locks a bigint key reads as two oids, objsubid 1.
-QUEUE_JOB_RUNNER_LOCK = (
-    (PG_ADVISORY_LOCK_ID >> 32) & 0xFFFFFFFF,
-    PG_ADVISORY_LOCK_ID & 0xFFFFFFFF,
-)
-ENQUEUE_GUARD = "deltatech_queue_job_enqueue_guard"
-
-
-def _holds_queue_job_runner_lock(holder):
-    """SQL: some session matching ``holder`` (SQL on pg_locks) holds the lock."""
-    return SQL(
-        "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        "AND objsubid = 1 AND classid::bigint = %s AND objid::bigint = %s AND %s)",
-        *QUEUE_JOB_RUNNER_LOCK,
-        holder,
-    )
-
-
-def create_enqueue_guard(cr):
-    """Make the jobrunner's enqueue of a job that is no longer due a no-op.
-
-    queue_job's jobrunner keeps the jobs it was notified about in memory and enqueues
-    one with ``UPDATE queue_job SET state = 'enqueued' ... WHERE uuid = %s``: no
-    condition on the state. While a runner of this addon holds that job (row locked,
-    still 'pending'), the UPDATE waits; once the runner commits the job done (or
-    failed, or postponed), the UPDATE would overwrite that with 'enqueued' and
-    ``/queue_job/runjob`` would run the job a second time.
-
-    The trigger refuses (RETURN NULL: the row is left as it is) an 'enqueued' written
-    by the jobrunner's session (the one holding its election lock) over a job that is
-    not pending, or pending with an eta still in the future (postponed meanwhile: it
-    would run early). ``runjob`` then finds the job not 'enqueued' and runs nothing.
-    Nothing else changes: queue_job's own enqueue of a due pending job, an 'enqueued'
-    written again over 'enqueued', and every other session's writes (the ORM,
-    queue_job's tests writing any state) pass untouched.
-
-    A refused UPDATE fires no AFTER trigger, so queue_job_notify sends nothing; the
-    jobrunner is not left believing the job runs: the commit that moved the job away
-    from 'pending' (or postponed it) notified it, and it re-reads the row then.
-    """
-    cr.execute(
-        SQL(
-            """
-            CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF OLD.state = 'pending' AND (
-                    OLD.eta IS NULL
-                    OR OLD.eta <= (clock_timestamp() AT TIME ZONE 'UTC')
-                ) THEN
-                    RETURN NEW;
-                END IF;
-                IF %s THEN
-                    RETURN NULL;
-                END IF;
-                RETURN NEW;
-            END;
-            $$
-            """,
-            SQL.identifier(ENQUEUE_GUARD),
-            _holds_queue_job_runner_lock(SQL("pid = pg_backend_pid()")),
-        )
-    )
-    cr.execute(
-        "SELECT 1 FROM pg_trigger "
-        "WHERE tgname = %s AND tgrelid = 'queue_job'::regclass",
-        [ENQUEUE_GUARD],
-    )
-    if not cr.fetchone():
-        # Only updates that move a job to 'enqueued' call the function at all.
-        cr.execute(
-            SQL(
-                "CREATE TRIGGER %s BEFORE UPDATE OF state ON queue_job FOR EACH ROW "
-                "WHEN (NEW.state = 'enqueued' AND OLD.state <> 'enqueued') "
-                "EXECUTE FUNCTION %s()",
-                SQL.identifier(ENQUEUE_GUARD),
-                SQL.identifier(ENQUEUE_GUARD),
-            )
-        )
-
-
-def drop_enqueue_guard(cr):
-    cr.execute(
-        SQL(
-            "DROP TRIGGER IF EXISTS %s ON queue_job",
-            SQL.identifier(ENQUEUE_GUARD),
-        )
-    )
-    cr.execute(SQL("DROP FUNCTION IF EXISTS %s()", SQL.identifier(ENQUEUE_GUARD)))
-
-
-def queue_job_runner_attached(cr):
-    """True while queue_job's jobrunner works this database, from any server: its
-    master holds the election lock on a connection to it."""
-    cr.execute(
-        SQL(
-            "SELECT %s",
-            _holds_queue_job_runner_lock(
-                SQL(
-                    "database = (SELECT oid FROM pg_database "
-                    "WHERE datname = current_database())"
-                )
-            ),
-        )
-    )
-    return cr.fetchone()[0]
 
 
 class _ChannelFull(Exception):

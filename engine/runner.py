@@ -82,7 +82,7 @@ class RunStats:
     skipped: int = 0  # selected jobs that could not run now (see job_ids)
     left: int = 0  # selected jobs not tried: the batch or the budget ran out
     # Pending jobs due now when the run ended: exact up to
-    # job_locks.EXACT_COUNT_LIMIT, above it an estimate (pending_estimated).
+    # counts.EXACT_COUNT_LIMIT, above it an estimate (pending_estimated).
     pending_count: int = 0
     pending_estimated: bool = False
     time_elapsed: float = 0.0
@@ -91,7 +91,7 @@ class RunStats:
     # {job function: longest run in seconds}, folded into the duration estimates
     durations: dict = field(default_factory=dict)
     # When the run's first acquisition began, by the database's clock (UTC): a
-    # trigger planned after it outlives this run (see queue.job._cron_continue).
+    # trigger planned after it outlives this run (see ir.cron._dqj_continue_runners).
     started_at: object = None
 
     def count(self, outcome):

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from ..exception import CommitForbiddenError
 
 # Per transaction: the moments for which cron triggers were already created (see
-# queue.job._ensure_cron_trigger). Kept in cr.postcommit.data, which lives until the
+# queue.job._dqj_trigger_once). Kept in cr.postcommit.data, which lives until the
 # transaction ends (precommit data is cleared by every flushing savepoint).
 TRIGGERED_KEY = "deltatech_queue_job.triggered"
 

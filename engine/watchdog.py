@@ -56,11 +56,14 @@ _last_ping = None
 def install_heartbeat():
     """Record the time of each watchdog ping of this process's prefork worker.
 
-    ``Worker._runloop`` looks ``pipe_ping`` up on the server object at each call, so
-    wrapping the class's method reaches the workers forked after this import as well
-    as the one importing it. The wrapper reads the clock and calls the original: the
-    watchdog sees exactly the pings it saw before. The time is read before the write,
-    so that it is never later than the moment the master reads the ping. Idempotent.
+    Installed by the addon's ``post_load`` hook, once per process, when Odoo loads the
+    addon (at server start when it is server-wide, else in the worker that first
+    loads a registry with it). ``Worker._runloop`` looks ``pipe_ping`` up on the
+    server object at each call, so wrapping the class's method reaches the workers
+    forked after that as well as the one loading it. The wrapper reads the clock and
+    calls the original: the watchdog sees exactly the pings it saw before. The time is
+    read before the write, so that it is never later than the moment the master reads
+    the ping. Idempotent.
     """
     original = odoo_server.PreforkServer.pipe_ping
     if getattr(original, "dqj_heartbeat", False):
@@ -208,6 +211,3 @@ def process_watchdog(in_cron):
         min(watchdog.deadline for watchdog in watchdogs),
         min(watchdog.budget for watchdog in watchdogs),
     )
-
-
-install_heartbeat()

@@ -1,6 +1,7 @@
 from . import ir_actions_server
 from . import ir_cron
 from . import queue_job
+from . import queue_job_cron_trigger
 from . import queue_job_function
 from . import queue_job_channel
 from . import queue_job_run
@@ -8,7 +9,6 @@ from . import queue_job_duration
 from . import queue_job_stats
 from . import queue_job_actions
 from . import res_config_settings
-from . import api_key_wizard
 from . import original_compat
 from . import res_config_settings_scheduler
 from . import ir_module_module

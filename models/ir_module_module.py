@@ -3,7 +3,7 @@
 from odoo import _, models
 from odoo.exceptions import UserError
 
-from ..takeover import CRON_JOBRUNNER
+from ..engine.names import CRON_JOBRUNNER, MODULE
 
 
 class IrModuleModule(models.Model):
@@ -22,7 +22,7 @@ class IrModuleModule(models.Model):
                 _(
                     'Modules "%(module)s" and "%(other)s" are incompatible: '
                     "%(module)s already runs the job queue (it replaced %(other)s).",
-                    module="deltatech_queue_job",
+                    module=MODULE,
                     other=CRON_JOBRUNNER,
                 )
             )

@@ -27,10 +27,11 @@ from odoo import SUPERUSER_ID, api, models
 from odoo.modules.registry import Registry
 
 from ..engine import transaction
+from ..engine.names import CRON_JOBRUNNER
 
 _logger = logging.getLogger(__name__)
 
-CRON_JOBRUNNER_PACKAGE = "odoo.addons.queue_job_cron_jobrunner"
+CRON_JOBRUNNER_PACKAGE = f"odoo.addons.{CRON_JOBRUNNER}"
 
 
 class QueueJob(models.Model):
@@ -95,7 +96,7 @@ class QueueJob(models.Model):
     def _remove_failed_duplicates(self):
         """The original's name for cancelling the failed jobs a new job with the same
         identity key supersedes (they keep their history)."""
-        self._cancel_superseded_failed_jobs()
+        self._dqj_cancel_superseded_failed_jobs()
 
     # ------------------------------------------------------------------ guard
     def _register_hook(self):

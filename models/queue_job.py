@@ -6,7 +6,7 @@ import random
 import time
 import traceback
 from contextlib import nullcontext
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from psycopg2 import OperationalError, errorcodes
 
@@ -17,7 +17,7 @@ from odoo.tools import SQL, mute_logger
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.job import CANCELLED, DONE, FAILED, PENDING, STARTED, Job
 
-from ..engine import attempts, job_locks, transaction
+from ..engine import attempts, counts, job_locks, jobrunner_guard, transaction
 from ..engine.runner import (
     POSTPONED,
     STOP_BATCH,
@@ -134,7 +134,7 @@ class QueueJob(models.Model):
     def init(self):
         res = super().init()
         job_locks.create_acquire_index(self.env.cr)
-        job_locks.create_enqueue_guard(self.env.cr)
+        jobrunner_guard.create_enqueue_guard(self.env.cr)
         attempts.create_table(self.env.cr)
         return res
 
@@ -212,12 +212,12 @@ class QueueJob(models.Model):
     @api.model
     def _dqj_count_pending(self):
         """``(count, estimated)`` of the pending jobs due now: see
-        job_locks.count_eligible (bounded, whatever the backlog)."""
+        counts.count_eligible (bounded, whatever the backlog)."""
         self.flush_model(["state", "eta"])
-        return job_locks.count_eligible(self.env.cr)
+        return counts.count_eligible(self.env.cr)
 
     def _compute_dqj_running(self):
-        running = job_locks.running_job_ids(self.env.cr) if self.ids else set()
+        running = counts.running_job_ids(self.env.cr) if self.ids else set()
         for job in self:
             job.dqj_running = job.id in running
 
@@ -225,7 +225,7 @@ class QueueJob(models.Model):
         if operator not in ("=", "!="):
             raise NotImplementedError(f"Operator {operator} not supported")
         positive = (operator == "=") == bool(value)
-        ids = list(job_locks.running_job_ids(self.env.cr))
+        ids = list(counts.running_job_ids(self.env.cr))
         return [("id", "in" if positive else "not in", ids)]
 
     # ------------------------------------------------------------------ processing
@@ -619,15 +619,6 @@ class QueueJob(models.Model):
             self._dqj_trigger_now()
         return ids
 
-    @api.model
-    def _dqj_trigger_now(self):
-        """Trigger the runner crons now, once per transaction (for jobs made
-        pending by SQL, which the ORM's write would have triggered)."""
-        done = self.env.cr.postcommit.data.setdefault(TRIGGERED_KEY, set())
-        if None not in done:
-            done.add(None)
-            self._cron_trigger()
-
     def _dqj_allows_commit(self, job):
         """The job function's "Allow Commit" (queue_job 18.0.3+, or this addon's field
         on earlier releases)."""
@@ -766,7 +757,9 @@ class QueueJob(models.Model):
         # A run refused behind a transaction pooler leaves no trigger: the next run
         # would only refuse again, at once.
         if stats.pending_count and stats.stopped_by not in ("empty", STOP_POOLER):
-            self._cron_continue(since=stats.started_at, delay=continuation_delay(stats))
+            self.env["ir.cron"]._dqj_continue_runners(
+                since=stats.started_at, delay=continuation_delay(stats)
+            )
         cron_progress = None
         if in_cron:
             # Reporting remaining work makes Odoo call the runner again at once (up to
@@ -779,7 +772,7 @@ class QueueJob(models.Model):
                 stats.processed,
                 stats.pending_count if loop_again else 0,
             )
-        self.env["queue.job.run"].sudo()._record_run(stats)
+        self.env["queue.job.run"].sudo()._dqj_record_run(stats)
         if stats.processed:
             _logger.info(
                 "queue runner (%s): %s processed (%s done, %s failed, %s postponed), "
@@ -794,153 +787,10 @@ class QueueJob(models.Model):
             )
         return cron_progress
 
-    # ------------------------------------------------------------------ triggers
-    @api.model
-    def _runner_crons(self):
-        return (
-            self.env["ir.cron"]
-            .sudo()
-            .with_context(active_test=False)
-            .search([("dqj_queue_runner", "=", True)])
-        )
-
-    @api.model
-    def _cron_trigger(self, at=None):
-        """Trigger every active runner cron (Odoo runs one cron once at a time, so N
-        runner crons are N runners sharing the queue), now or at the moment(s) ``at``.
-
-        Returns ``"triggered"``, ``"exists"`` when each cron already had a trigger at
-        each of the moments ``at`` (only later moments are compared: a trigger due now
-        may belong to a run in progress, so "now" is always triggered anew), or
-        ``"nothing"`` when no runner cron is active.
-        """
-        crons = self._runner_crons().filtered("active")
-        if not crons:
-            return "nothing"
-        if at is None:
-            for cron in crons:
-                cron._trigger()
-            return "triggered"
-        moments = {
-            moment.replace(microsecond=0)
-            for moment in ([at] if isinstance(at, datetime) else at)
-        }
-        planned = set(
-            self.env["ir.cron.trigger"]
-            .sudo()
-            .search_fetch(
-                [("cron_id", "in", crons.ids), ("call_at", "in", list(moments))],
-                ["cron_id", "call_at"],
-            )
-            .mapped(lambda trigger: (trigger.cron_id.id, trigger.call_at))
-        )
-        outcome = "exists"
-        for cron in crons:
-            missing = sorted(m for m in moments if (cron.id, m) not in planned)
-            if missing:
-                cron._trigger(at=missing)
-                outcome = "triggered"
-        return outcome
-
-    @api.model
-    def _cron_continue(self, since=None, delay=0):
-        """Make every active runner cron go on with the queue now (or ``delay``
-        seconds from now), in a fresh pass, unless a trigger that does so already
-        waits; returns the crons triggered.
-
-        A cron run that ends "fully done" deletes its triggers planned before the
-        start of its own transaction (``ir.cron._reschedule_later``). So, for the cron
-        running this run (if any), only a trigger planned at or after ``since`` (the
-        start of this run's first transaction, which began after the cron's, by the
-        database's clock) is sure to outlive this run; without ``since`` (the run
-        took no job) its trigger is always left. For any other runner cron, a trigger
-        due now is enough: it wakes the cron if it is idle, survives its run if it
-        runs since before the trigger, and a run that began after the trigger runs
-        this runner, which leaves its own continuation when work is left. The new
-        trigger's moment is the database's clock to the microsecond:
-        ``ir.cron._trigger()`` rounds "now" down to the second, which a cron run
-        younger than a second would delete.
-
-        A trigger due now counts only if it was due when it was created (up to a
-        second: Odoo's ``_trigger()`` rounds): only those sent a NOTIFY. One planned
-        for later (an eta's, or a ``delay``'s) sent none: due now, it still waits for
-        its cron worker's next wake-up, up to a minute away. With ``delay``, a trigger
-        planned between now and then is enough (the same wake-up runs it), and no
-        NOTIFY is sent: nothing is due now.
-
-        One statement, whatever the backlog and the number of runners; the NOTIFY
-        that ``ir.cron._trigger`` sends for a trigger due now wakes the cron workers.
-        """
-        self.env.cr.execute(
-            SQL(
-                """
-                WITH runner AS (
-                    SELECT id FROM ir_cron WHERE dqj_queue_runner AND active
-                ), moment AS (
-                    SELECT now, now + make_interval(secs => %(delay)s) AS at
-                    FROM (SELECT clock_timestamp() AT TIME ZONE 'UTC' AS now) clock
-                )
-                INSERT INTO ir_cron_trigger
-                    (cron_id, call_at, create_uid, write_uid, create_date, write_date)
-                SELECT runner.id, moment.at, %(uid)s, %(uid)s, moment.now, moment.now
-                FROM runner, moment
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM ir_cron_trigger waiting
-                    WHERE waiting.cron_id = runner.id
-                      AND waiting.call_at <= moment.at
-                      AND (waiting.call_at > moment.now
-                           OR waiting.call_at
-                              <= waiting.create_date + interval '1 second')
-                      AND (runner.id IS DISTINCT FROM %(own)s
-                           OR waiting.call_at
-                              >= COALESCE(%(since)s::timestamp, moment.now))
-                )
-                RETURNING cron_id
-                """,
-                uid=self.env.uid,
-                own=self.env.context.get("cron_id"),
-                since=since,
-                delay=delay,
-            )
-        )
-        crons = self.env["ir.cron"].browse(row[0] for row in self.env.cr.fetchall())
-        if crons and not delay:
-            self.env.cr.postcommit.add(crons[:1].sudo()._notifydb)
-        return crons
-
-    def _ensure_cron_trigger(self):
-        """Create the cron triggers these jobs need, at most one per moment per
-        transaction: immediate for jobs due now, at the eta (rounded up to the minute,
-        the precision of cron triggers) for delayed ones."""
-        pending = self.filtered(lambda job: job.state == PENDING)
-        if not pending:
-            return
-        now = fields.Datetime.now()
-        moments = set()
-        for job in pending:
-            if not job.eta or job.eta <= now:
-                moments.add(None)
-            else:
-                eta = job.eta
-                rounded = eta.replace(second=0, microsecond=0)
-                if rounded < eta:
-                    rounded += timedelta(minutes=1)
-                moments.add(rounded)
-        done = self.env.cr.postcommit.data.setdefault(TRIGGERED_KEY, set())
-        todo = moments - done
-        if not todo:
-            return
-        done |= todo
-        if None in todo:
-            self._cron_trigger()
-            todo.discard(None)
-        if todo:
-            self._cron_trigger(at=sorted(todo))
-
     @api.model_create_multi
     def create(self, vals_list):
         records = super().create(vals_list)
-        records._cancel_superseded_failed_jobs()
+        records._dqj_cancel_superseded_failed_jobs()
         records._ensure_cron_trigger()
         return records
 
@@ -951,7 +801,7 @@ class QueueJob(models.Model):
         return res
 
     # ------------------------------------------------------------------ housekeeping
-    def _cancel_superseded_failed_jobs(self):
+    def _dqj_cancel_superseded_failed_jobs(self):
         """A new job with an identity key supersedes older failed ones with that key."""
         keyed = self.filtered("identity_key")
         if not keyed:
@@ -972,11 +822,11 @@ class QueueJob(models.Model):
             # queue_job cancels the jobs waiting on a cancelled one with plain SQL,
             # without a cancellation date: autovacuum (which removes cancelled jobs by
             # date_cancelled) would never remove them. Stamp them.
-            self._stamp_cancelled_jobs(self.mapped("graph_uuid"))
+            self._dqj_stamp_cancelled_jobs(self.mapped("graph_uuid"))
         return res
 
     @api.model
-    def _stamp_cancelled_jobs(self, graph_uuids=None):
+    def _dqj_stamp_cancelled_jobs(self, graph_uuids=None):
         query = SQL(
             "UPDATE queue_job SET date_cancelled = (now() AT TIME ZONE 'UTC') "
             "WHERE state = 'cancelled' AND date_cancelled IS NULL"

@@ -15,7 +15,7 @@ from odoo.exceptions import AccessError
 from odoo.modules.registry import Registry
 from odoo.tools.misc import format_datetime
 
-from ..engine import job_locks, transaction
+from ..engine import counts, transaction
 from ..engine.runner import STOP_POOLER
 from ..engine.settings import http_run_budget, read_settings
 
@@ -97,7 +97,7 @@ class QueueJob(models.Model):
         when none waits. A run leaves them alone, and "0 still pending" alone, beside
         a list of Pending jobs, would puzzle."""
         self.flush_model(["state", "eta"])
-        count, next_eta = job_locks.waiting_for_eta(self.env.cr, job_ids)
+        count, next_eta = counts.waiting_for_eta(self.env.cr, job_ids)
         if not count:
             return ""
         return " " + _(

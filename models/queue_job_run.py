@@ -57,7 +57,7 @@ class QueueJobRun(models.Model):
     )
 
     @api.model
-    def _record_run(self, stats):
+    def _dqj_record_run(self, stats):
         """Log a runner execution (a RunStats). Runs that found nothing are not kept:
         a cron firing every minute on an idle queue would only add noise."""
         if not stats.processed and not stats.pending_count:
@@ -83,7 +83,10 @@ class QueueJobRun(models.Model):
 
     @api.model
     def _gc_runs(self):
-        """Cron: remove executions older than the history retention setting."""
+        """Cron: remove executions older than the history retention setting.
+
+        Not ``_dqj_``-named: the code of that cron (data/queue_job_run_data.xml,
+        noupdate) calls this name in every installed database."""
         days = read_settings(self.env).history_days
         limit = fields.Datetime.now() - timedelta(days=days)
         self.search([("date_start", "<", limit)]).unlink()

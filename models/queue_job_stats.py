@@ -5,7 +5,7 @@ from odoo.tools import SQL
 
 from odoo.addons.queue_job.job import FAILED, STATES
 
-from ..engine import job_locks
+from ..engine import counts
 
 # "Failed lately" for an uptime monitor: jobs whose last attempt started this long ago
 # or less and failed.
@@ -27,31 +27,31 @@ class QueueJob(models.Model):
     _inherit = "queue.job"
 
     @api.model
-    def _queue_stats(self):
+    def _dqj_queue_stats(self):
         """What an uptime monitor needs to know about the queue; processes nothing.
 
         Cheap whatever the backlog: every count is exact up to
-        job_locks.EXACT_COUNT_LIMIT and PostgreSQL's estimate above, listed in
-        ``estimated`` (see job_locks.bounded_count). ``oldest_pending_age`` is the
+        counts.EXACT_COUNT_LIMIT and PostgreSQL's estimate above, listed in
+        ``estimated`` (see counts.bounded_count). ``oldest_pending_age`` is the
         number of seconds since the longest-waiting job due now became due (its eta,
-        or its creation when it has none; see job_locks.oldest_eligible_age),
+        or its creation when it has none; see counts.oldest_eligible_age),
         ``None`` when no job is waiting; ``last_run`` is the latest runner execution
         kept in ``queue.job.run`` (runs that found an empty queue are not kept).
         """
         self.flush_model()
         cr = self.env.cr
-        counts = {}
+        by_state = {}
         estimated = []
         for state, _label in STATES:
-            counts[state], guessed = job_locks.bounded_count(
+            by_state[state], guessed = counts.bounded_count(
                 cr, SQL("SELECT 1 FROM queue_job WHERE state = %s", state)
             )
             if guessed:
                 estimated.append(state)
-        eligible, guessed = job_locks.count_eligible(cr)
+        eligible, guessed = counts.count_eligible(cr)
         if guessed:
             estimated.append("pending_count")
-        failed_recently, guessed = job_locks.bounded_count(
+        failed_recently, guessed = counts.bounded_count(
             cr,
             SQL(
                 "SELECT 1 FROM queue_job WHERE state = %s "
@@ -62,21 +62,21 @@ class QueueJob(models.Model):
         )
         if guessed:
             estimated.append("failed_last_hour")
-        oldest_age = job_locks.oldest_eligible_age(cr)
+        oldest_age = counts.oldest_eligible_age(cr)
         return {
-            "counts": counts,
+            "counts": by_state,
             "pending_count": eligible,
-            "running": len(job_locks.running_job_ids(cr)),
+            "running": len(counts.running_job_ids(cr)),
             "oldest_pending_age": (
                 None if oldest_age is None else max(0, round(float(oldest_age), 1))
             ),
             "failed_last_hour": failed_recently,
             "estimated": estimated,
-            "last_run": self._last_run_stats(),
+            "last_run": self._dqj_last_run_stats(),
         }
 
     @api.model
-    def _last_run_stats(self):
+    def _dqj_last_run_stats(self):
         run = self.env["queue.job.run"].sudo().search([], limit=1)
         if not run:
             return None

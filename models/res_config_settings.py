@@ -4,7 +4,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 
 from ..engine.api_key import api_key_configured, generate_api_key, revoke_api_key
-from ..engine.job_locks import queue_job_runner_attached
+from ..engine.jobrunner_guard import queue_job_runner_attached
 from ..engine.settings import (
     BOUNDS,
     CHANNEL_EXAMPLE,
@@ -22,6 +22,18 @@ from ..engine.settings import (
     queue_job_runner_in_this_server,
 )
 
+
+def _bounded_setting(bound, param, string, help_text):
+    """An integer setting kept in the parameter ``param``, its default the one of
+    ``bound`` in engine.settings.BOUNDS (which the constraint below checks)."""
+    return fields.Integer(
+        string=string,
+        config_parameter=param,
+        default=BOUNDS[bound][0],
+        help=help_text,
+    )
+
+
 # settings field -> name of its bounds in engine.settings.BOUNDS
 INT_SETTINGS = {
     "dqj_batch_size": "batch_size",
@@ -34,25 +46,25 @@ INT_SETTINGS = {
 class ResConfigSettings(models.TransientModel):
     _inherit = "res.config.settings"
 
-    dqj_batch_size = fields.Integer(
+    dqj_batch_size = _bounded_setting(
+        "batch_size",
+        PARAM_BATCH_SIZE,
         string="Batch Size",
-        config_parameter=PARAM_BATCH_SIZE,
-        default=BOUNDS["batch_size"][0],
-        help="The most jobs one run processes; the next run takes the rest.",
+        help_text="The most jobs one run processes; the next run takes the rest.",
     )
-    dqj_max_seconds = fields.Integer(
+    dqj_max_seconds = _bounded_setting(
+        "max_seconds",
+        PARAM_MAX_SECONDS,
         string="Max Seconds",
-        config_parameter=PARAM_MAX_SECONDS,
-        default=BOUNDS["max_seconds"][0],
-        help="Time budget of one run, in seconds: no job is started that would take "
-        "the run past it. Runs started by the cron also end in time for the server's "
-        "cron time limit.",
+        help_text="Time budget of one run, in seconds: no job is started that would "
+        "take the run past it. Runs started by the cron also end in time for the "
+        "server's cron time limit.",
     )
-    dqj_runner_count = fields.Integer(
+    dqj_runner_count = _bounded_setting(
+        "runner_count",
+        PARAM_RUNNER_COUNT,
         string="Parallel Runners",
-        config_parameter=PARAM_RUNNER_COUNT,
-        default=BOUNDS["runner_count"][0],
-        help="Number of runner crons sharing the queue. Keep it at or below the "
+        help_text="Number of runner crons sharing the queue. Keep it at or below the "
         "server's cron threads (--max-cron-threads): more add nothing.",
     )
     dqj_channels = fields.Char(
@@ -80,11 +92,11 @@ class ResConfigSettings(models.TransientModel):
         "crashes, the last jobs may run again and repeat what they did outside the "
         "database (e-mails, calls to other systems).",
     )
-    dqj_history_days = fields.Integer(
+    dqj_history_days = _bounded_setting(
+        "history_days",
+        PARAM_HISTORY_DAYS,
         string="History Retention (days)",
-        config_parameter=PARAM_HISTORY_DAYS,
-        default=BOUNDS["history_days"][0],
-        help="Runs older than this many days are removed from the Runner History.",
+        help_text="Runs older than this many days are removed from the Runner History.",
     )
     # Read by get_values() (the settings' own way for values that are not a plain
     # parameter): a compute is not evaluated for the form's new record.

@@ -4,7 +4,7 @@ URLs, read from ``web.base.url``."""
 
 from odoo import api, fields, models
 
-from ..controllers.main import PROCESS_ROUTE, STATS_ROUTE
+from ..engine.names import PROCESS_ROUTE, STATS_ROUTE
 
 
 class ResConfigSettings(models.TransientModel):

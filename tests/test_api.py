@@ -19,7 +19,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import config, mute_logger
 
 from odoo.addons.deltatech_queue_job.controllers import main as api_main
-from odoo.addons.deltatech_queue_job.engine import job_locks
+from odoo.addons.deltatech_queue_job.engine import counts
 from odoo.addons.deltatech_queue_job.engine.api_key import (
     generate_api_key,
     revoke_api_key,
@@ -684,7 +684,7 @@ class TestApiStats(ApiCase):
             "- interval '1 hour' WHERE id = %s",
             (later.id,),
         )
-        with patch.object(job_locks, "EXACT_COUNT_LIMIT", 2):
+        with patch.object(counts, "EXACT_COUNT_LIMIT", 2):
             _response, result = self.call(route=STATS, params={"api_key": self.key})
         self.assertLessEqual({"pending", "pending_count"}, set(result["estimated"]))
         self.assertGreater(result["counts"]["pending"], 2)

@@ -12,7 +12,7 @@ from odoo.tools import config
 
 from dqj_harness.kit import kill, wait_for
 
-from ..engine import attempts, job_locks, runner
+from ..engine import attempts, counts, runner
 from ..engine.transaction import COMMIT_PER_JOB
 from .common import (
     CommittedQueueCase,
@@ -183,7 +183,7 @@ class TestTwoCursors(CommittedQueueCase):
                 "channel_method_name, 0, max_retries "
                 "FROM queue_job, generate_series(1, 300) i "
                 "WHERE state = 'pending' ORDER BY id LIMIT %s",
-                [job_locks.EXACT_COUNT_LIMIT + 200],
+                [counts.EXACT_COUNT_LIMIT + 200],
             )
             env.cr.execute("ANALYZE queue_job")
             env.cr.commit()
@@ -193,8 +193,8 @@ class TestTwoCursors(CommittedQueueCase):
         self.assertFalse(small.pending_estimated)
         self.assertEqual((large.processed, large.stopped_by), (20, "batch_size"))
         self.assertTrue(large.pending_estimated)
-        self.assertGreater(large.pending_count, job_locks.EXACT_COUNT_LIMIT)
-        self.assertLess(large.pending_count, 10 * job_locks.EXACT_COUNT_LIMIT)
+        self.assertGreater(large.pending_count, counts.EXACT_COUNT_LIMIT)
+        self.assertLess(large.pending_count, 10 * counts.EXACT_COUNT_LIMIT)
         self.assertLessEqual(small_count, 4 * 20, f"{small_count} statements")
         # The estimate is one more statement (planned, not run), and only that.
         self.assertLessEqual(large_count, small_count + 1)

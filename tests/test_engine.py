@@ -218,26 +218,32 @@ class TestBudget(QueueJobCase):
         self.assertEqual((stats.processed, stats.stopped_by), (2, "batch_size"))
         self.assertEqual(stats.pending_count, 3)
         self.assertFalse(stats.pending_estimated)
-        crons = self.queue_job._runner_crons()
+        crons = self.env["ir.cron"]._dqj_runner_crons()
         self.assertEqual(self._waiting_triggers(stats.started_at), set(crons.ids))
         new = self.env["ir.cron.trigger"].search([])
-        # Now, to the microsecond (see _cron_continue).
+        # Now, to the microsecond (see ir.cron._dqj_continue_runners).
         self.assertTrue(any(t.call_at.microsecond for t in new))
 
     def test_the_running_cron_needs_a_trigger_younger_than_its_run(self):
         """A trigger planned before the run may die with the cron run that runs it;
         for the other runner crons, any trigger due now wakes them."""
-        own, other = self.queue_job._runner_crons()[:2]
+        own, other = self.env["ir.cron"]._dqj_runner_crons()[:2]
         self.env.cr.execute("DELETE FROM ir_cron_trigger")
         self.env.cr.execute("SELECT now() AT TIME ZONE 'UTC'")
         since = self.env.cr.fetchone()[0]
         for cron in own | other:
             cron._trigger(at=since - timedelta(seconds=5))
-        as_own = self.queue_job.with_context(cron_id=own.id)
-        self.assertEqual(as_own._cron_continue(since=since), own)
-        self.assertFalse(as_own._cron_continue(since=since), "now it waits")
-        self.assertEqual(as_own._cron_continue(since=None), own, "no run start known")
-        self.assertFalse(self.queue_job._cron_continue(since=since), "not in a cron")
+        as_own = self.env["ir.cron"].with_context(cron_id=own.id)
+        self.assertEqual(as_own._dqj_continue_runners(since=since), own)
+        self.assertFalse(as_own._dqj_continue_runners(since=since), "now it waits")
+        self.assertEqual(
+            as_own._dqj_continue_runners(since=None),
+            own,
+            "no run start known",
+        )
+        self.assertFalse(
+            self.env["ir.cron"]._dqj_continue_runners(since=since), "not in a cron"
+        )
 
     def test_a_waiting_trigger_is_not_doubled(self):
         self.enqueue(6)
@@ -245,7 +251,7 @@ class TestBudget(QueueJobCase):
         first = self.run_runner(batch_size=2)
         self.env.cr.execute("SELECT count(*) FROM ir_cron_trigger")
         triggers = self.env.cr.fetchone()[0]
-        self.assertEqual(triggers, len(self.queue_job._runner_crons()))
+        self.assertEqual(triggers, len(self.env["ir.cron"]._dqj_runner_crons()))
         second = self.run_runner(batch_size=2)
         self.assertEqual(second.stopped_by, "batch_size")
         self.assertGreaterEqual(second.started_at, first.started_at)
@@ -307,7 +313,7 @@ class TestTriggers(QueueJobCase):
         before = self.env["ir.cron.trigger"].search([])
         self.enqueue(1)
         new = self._new_triggers(before)
-        self.assertEqual(new.mapped("cron_id"), self.queue_job._runner_crons())
+        self.assertEqual(new.mapped("cron_id"), self.env["ir.cron"]._dqj_runner_crons())
         self.assertTrue(all(t.call_at <= fields.Datetime.now() for t in new))
 
     def test_delayed_job_triggers_at_its_eta(self):

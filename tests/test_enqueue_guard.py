@@ -18,7 +18,7 @@ from odoo.tools import config, mute_logger
 from dqj_harness.kit import wait_for
 
 from .. import hooks
-from ..engine.job_locks import ENQUEUE_GUARD, queue_job_runner_attached
+from ..engine.jobrunner_guard import ENQUEUE_GUARD, queue_job_runner_attached
 from ..engine.settings import queue_job_runner_in_this_server
 from .common import JOB_LOGGER, CommittedQueueCase, queue_job_jobrunner
 

@@ -135,7 +135,7 @@ class TestRunEdges(QueueJobCase):
             self.env["res.partner"].create({"name": "flushed"})
         self.enqueue(1)
         new = self.env["ir.cron.trigger"].search([]) - before
-        self.assertEqual(len(new), len(self.queue_job._runner_crons()))
+        self.assertEqual(len(new), len(self.env["ir.cron"]._dqj_runner_crons()))
 
     def test_run_blocked_by_full_channels_leaves_a_trigger(self):
         self.enqueue(2, channel="root.narrow")
@@ -152,7 +152,7 @@ class TestRunEdges(QueueJobCase):
         self.assertEqual(stats.processed, 0)
         self.assertEqual(stats.stopped_by, "contention")
         new = self.env["ir.cron.trigger"].search([]) - before
-        self.assertEqual(new.cron_id, self.queue_job._runner_crons())
+        self.assertEqual(new.cron_id, self.env["ir.cron"]._dqj_runner_crons())
         # ... for a few seconds later: while the channel is held, its runner cron
         # does not rerun back to back (the holder's runner continues at once).
         self.env.cr.execute("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
@@ -167,7 +167,7 @@ class TestRunEdges(QueueJobCase):
         (the one that frees a held channel) wakes the runner crons anyway."""
         self.enqueue(2)
         self.env.cr.execute("DELETE FROM ir_cron_trigger")
-        crons = self.queue_job._runner_crons()
+        crons = self.env["ir.cron"]._dqj_runner_crons()
         # What a run that met a full channel left 6 s ago, planned 5 s later.
         self.env.cr.execute(
             "INSERT INTO ir_cron_trigger (cron_id, call_at, create_date) "

@@ -131,7 +131,7 @@ class TestJobGraphs(CommittedQueueCase):
             )
             self.assertTrue(
                 env["ir.cron.trigger"].search_count(
-                    [("cron_id", "in", env["queue.job"]._runner_crons().ids)]
+                    [("cron_id", "in", env["ir.cron"]._dqj_runner_crons().ids)]
                 ),
                 "the released child gets a cron trigger",
             )

@@ -21,7 +21,7 @@ class TestModule(TransactionCase):
         self.assertIn("queue_job", module.dependencies_id.mapped("name"))
 
     def test_runner_crons_exist(self):
-        crons = self.env["queue.job"]._runner_crons()
+        crons = self.env["ir.cron"]._dqj_runner_crons()
         self.assertEqual(len(crons.filtered("active")), 2)
         self.assertTrue(all(c.code == "model._job_runner()" for c in crons))
 

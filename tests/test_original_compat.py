@@ -107,7 +107,7 @@ class TestOriginalRunnerNames(QueueJobCase):
 @tagged("post_install", "-at_install")
 class TestOriginalButtons(QueueJobCase):
     def triggers(self):
-        crons = self.queue_job._runner_crons()
+        crons = self.env["ir.cron"]._dqj_runner_crons()
         return self.env["ir.cron.trigger"].sudo().search([("cron_id", "in", crons.ids)])
 
     def test_process_jobs_processes_the_selection(self):
@@ -121,12 +121,14 @@ class TestOriginalButtons(QueueJobCase):
         params = notification(self.queue_job.start_cron_trigger())
         self.assertEqual(params["type"], "success")
         new = self.triggers() - before
-        self.assertEqual(new.cron_id, self.queue_job._runner_crons().filtered("active"))
+        self.assertEqual(
+            new.cron_id, self.env["ir.cron"]._dqj_runner_crons().filtered("active")
+        )
 
     def test_cron_trigger_reactivates_archived_runner_crons_and_says_so(self):
         """Odoo archives a cron that keeps failing; an archived cron ignores its
         triggers, so Cron Trigger re-activates the ones the settings want."""
-        crons = self.queue_job._runner_crons()
+        crons = self.env["ir.cron"]._dqj_runner_crons()
         crons[:1].write({"active": False})
         params = notification(self.queue_job.action_dqj_cron_trigger())
         self.assertTrue(crons[:1].active)
@@ -137,7 +139,7 @@ class TestOriginalButtons(QueueJobCase):
 
     def test_cron_trigger_leaves_surplus_runner_crons_archived(self):
         self.env["ir.config_parameter"].sudo().set_param(PARAM_RUNNER_COUNT, "1")
-        crons = self.queue_job._runner_crons()
+        crons = self.env["ir.cron"]._dqj_runner_crons()
         self.env["ir.cron"]._dqj_sync_runner_crons(1)
         self.assertEqual(crons.mapped("active"), [True, False])
         params = notification(self.queue_job.action_dqj_cron_trigger())
@@ -145,7 +147,7 @@ class TestOriginalButtons(QueueJobCase):
         self.assertEqual(params["type"], "success")
 
     def test_cron_trigger_never_reports_success_without_a_runner_cron(self):
-        crons = self.queue_job._runner_crons()
+        crons = self.env["ir.cron"]._dqj_runner_crons()
         crons.write({"dqj_queue_runner": False})
         before = self.env["ir.cron.trigger"].sudo().search_count([])
         params = notification(self.queue_job.action_dqj_cron_trigger())
@@ -178,7 +180,7 @@ class TestCronTriggerOutcome(QueueJobCase):
     original's did; the engine's own callers ignore the value."""
 
     def test_now_is_always_triggered(self):
-        crons = self.queue_job._runner_crons().filtered("active")
+        crons = self.env["ir.cron"]._dqj_runner_crons().filtered("active")
         Trigger = self.env["ir.cron.trigger"].sudo()
         before = Trigger.search_count([("cron_id", "in", crons.ids)])
         self.assertEqual(self.queue_job._cron_trigger(), "triggered")
@@ -187,7 +189,7 @@ class TestCronTriggerOutcome(QueueJobCase):
         self.assertEqual(after - before, 2 * len(crons))
 
     def test_a_later_moment_already_planned_exists(self):
-        crons = self.queue_job._runner_crons().filtered("active")
+        crons = self.env["ir.cron"]._dqj_runner_crons().filtered("active")
         Trigger = self.env["ir.cron.trigger"].sudo()
         at = fields.Datetime.now().replace(second=0) + timedelta(hours=2)
         self.assertEqual(self.queue_job._cron_trigger(at=[at]), "triggered")
@@ -201,7 +203,7 @@ class TestCronTriggerOutcome(QueueJobCase):
         self.assertEqual(self.queue_job._cron_trigger(at=[at, later]), "triggered")
 
     def test_nothing_without_an_active_runner_cron(self):
-        self.queue_job._runner_crons().write({"active": False})
+        self.env["ir.cron"]._dqj_runner_crons().write({"active": False})
         self.assertEqual(self.queue_job._cron_trigger(), "nothing")
         # Enqueuing still works; the jobs wait for a runner.
         self.assertEqual(self.enqueue(1).state, "pending")

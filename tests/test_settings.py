@@ -91,7 +91,7 @@ class TestQueueJobSettings(TransactionCase):
         return self.env["res.config.settings"].create(values)
 
     def runner_crons(self):
-        return self.env["queue.job"]._runner_crons()
+        return self.env["ir.cron"]._dqj_runner_crons()
 
     # ------------------------------------------------------------------ values
     def test_defaults_come_from_runner_settings(self):

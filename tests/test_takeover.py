@@ -300,7 +300,7 @@ class TestAbsorbCronJobrunner(TransactionCase):
 class TestResumeQueue(QueueJobCase):
     def test_pending_jobs_get_the_runner_crons_triggered(self):
         self.enqueue(1)
-        crons = self.queue_job._runner_crons().filtered("active")
+        crons = self.env["ir.cron"]._dqj_runner_crons().filtered("active")
         Trigger = self.env["ir.cron.trigger"].sudo()
         before = Trigger.search_count([("cron_id", "in", crons.ids)])
         takeover.resume_queue(self.env)
@@ -348,7 +348,7 @@ class TestUpgradeFromTheOriginal(QueueJobCase):
     def assert_takes_over(self, series, batch_size, max_seconds):
         key = f"the-key-the-scheduler-of-{series}-sends-" + "x" * 8
         self.original_footprint(key, batch_size, max_seconds)
-        crons = self.queue_job._runner_crons().filtered("active")
+        crons = self.env["ir.cron"]._dqj_runner_crons().filtered("active")
         Trigger = self.env["ir.cron.trigger"].sudo()
         triggers = Trigger.search_count([("cron_id", "in", crons.ids)])
 

@@ -12,7 +12,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import file_path, mute_logger
 from odoo.tools.misc import format_datetime
 
-from ..engine import job_locks
+from ..engine import counts
 from ..engine.settings import PARAM_API_KEY_HASH, PARAM_BATCH_SIZE
 from ..engine.transaction import CALLER_OWNS_TRANSACTION
 from .common import (
@@ -55,7 +55,7 @@ class TestJobListButtons(QueueJobCase):
 
     # ------------------------------------------------------------------ Cron Trigger
     def test_cron_trigger_triggers_the_runner_crons_now(self):
-        crons = self.queue_job._runner_crons().filtered("active")
+        crons = self.env["ir.cron"]._dqj_runner_crons().filtered("active")
         Trigger = self.env["ir.cron.trigger"].sudo()
         before = Trigger.search([("cron_id", "in", crons.ids)])
         params = notification(self.queue_job.action_dqj_cron_trigger())
@@ -117,7 +117,7 @@ class TestJobListButtons(QueueJobCase):
     def test_process_says_about_when_what_is_left_is_an_estimate(self):
         self.env["ir.config_parameter"].sudo().set_param(PARAM_BATCH_SIZE, "1")
         jobs = self.enqueue(5)
-        with patch.object(job_locks, "EXACT_COUNT_LIMIT", 2):
+        with patch.object(counts, "EXACT_COUNT_LIMIT", 2):
             params = notification(self.queue_job.browse().action_dqj_process())
         self.assertEqual(jobs.mapped("state").count("done"), 1)
         self.assertRegex(params["message"], r"; about \d+ still pending\.$")

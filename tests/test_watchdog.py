@@ -89,6 +89,62 @@ class TestWatchdogClock(BaseCase):
             for fd in (*server.pipe, *worker_pipe):
                 os.close(fd)
 
+    def test_heartbeat_is_installed_by_post_load_once_not_by_an_import(self):
+        """In a fresh interpreter: importing the addon patches nothing; Odoo's loading
+        of the addon (which calls post_load) does, and a second post_load does not
+        wrap the wrapper."""
+
+        def fresh_python(*steps):
+            code = "\n".join(
+                (
+                    "import sys",
+                    "import odoo",
+                    "from odoo.modules import module",
+                    "from odoo.service import server",
+                    "for path in sys.argv[1:]:",
+                    "    odoo.addons.__path__.append(path)",
+                    "prefork = server.PreforkServer",
+                    "beat = 'dqj_heartbeat'",
+                    "def patched(): return getattr(prefork.pipe_ping, beat, False)",
+                    *steps,
+                )
+            )
+            return subprocess.run(
+                [sys.executable, "-c", code, *odoo.addons.__path__],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            ).stdout.split()
+
+        imported = fresh_python(
+            "import odoo.addons.deltatech_queue_job.engine.watchdog",
+            "print(patched())",
+        )
+        self.assertEqual(imported, ["False"], "an import patches nothing")
+        loaded = fresh_python(
+            "module.load_openerp_module('deltatech_queue_job')",
+            "print(patched())",
+            "sys.modules['odoo.addons.deltatech_queue_job'].post_load()",
+            "wrapped = prefork.pipe_ping.__wrapped__",
+            "print(getattr(wrapped, beat, False))",
+        )
+        self.assertEqual(loaded, ["True", "False"], "installed once, by post_load")
+        # An upgrade from the original: its pre-migration script imports the addon
+        # before Odoo loads it, so Odoo's loading does not call post_load.
+        migrated = fresh_python(
+            "import importlib.util",
+            "path = (module.get_module_path('deltatech_queue_job')"
+            " + '/migrations/18.0.2.0.0/pre-migrate.py')",
+            "spec = importlib.util.spec_from_file_location('pre_migrate', path)",
+            "script = importlib.util.module_from_spec(spec)",
+            "spec.loader.exec_module(script)",
+            "script.migrate(None, None)",
+            "module.load_openerp_module('deltatech_queue_job')",
+            "print(patched())",
+        )
+        self.assertEqual(migrated, ["True"], "installed by the pre-migration")
+
     def test_worker_without_a_ping_of_its_own_counts_from_its_start(self):
         saved = watchdog._last_ping
         test_start = time.monotonic()

@@ -16,10 +16,11 @@ the addon's runtime, shipped to production; test tooling stays out of it.
 
 The addon's constants are read, never copied. Modules that import only Odoo's plain
 modules are loaded by path (:func:`engine_module`: ``engine/settings.py``,
-``engine/api_key.py``); those that import queue_job or the ORM (``engine/job_locks.py``,
-``controllers/main.py``) cannot be imported outside a server, so their literal
-constants are read from their source (:func:`addon_constant`): the value is the
-module's own, and a renamed or no longer literal constant fails loudly.
+``engine/api_key.py``); those that import queue_job or the ORM
+(``engine/job_locks.py``) cannot be imported outside a server, so their literal
+constants are read from their source (:func:`addon_constant`), as are the names of
+``engine/names.py``: the value is the module's own, and a renamed or no longer
+literal constant fails loudly.
 """
 
 import ast

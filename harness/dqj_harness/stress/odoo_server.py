@@ -46,8 +46,8 @@ from dqj_harness.kit import (
 # the two-int form (see engine/job_locks.py).
 RUNNING_LOCK_NS = addon_constant("engine/job_locks.py", "RUNNING_LOCK_NS")
 # The external API's routes.
-PROCESS_ROUTE = addon_constant("controllers/main.py", "PROCESS_ROUTE")
-STATS_ROUTE = addon_constant("controllers/main.py", "STATS_ROUTE")
+PROCESS_ROUTE = addon_constant("engine/names.py", "PROCESS_ROUTE")
+STATS_ROUTE = addon_constant("engine/names.py", "STATS_ROUTE")
 # The addon's parameter names (``settings.PARAM_*``).
 settings = engine_module("settings")
 

@@ -13,6 +13,17 @@ import sys
 from lxml import etree
 
 REQUIRED_KEYS = ("name", "version", "license", "author", "depends", "installable")
+ADDON = "deltatech_queue_job"
+# Which of the addon's parts each part must not import: the engine is plain Python
+# that the ORM classes and the controllers import, never the reverse; the ORM classes
+# and the controllers do not import each other, nor do the models and takeover.py.
+FORBIDDEN_IMPORTS = {
+    "engine": ("models", "wizards", "controllers", "takeover"),
+    "models": ("controllers", "takeover"),
+    "wizards": ("controllers", "takeover"),
+    "controllers": ("models", "wizards", "takeover"),
+    "takeover": ("models", "wizards", "controllers"),
+}
 
 
 def tracked_files(root):
@@ -59,6 +70,51 @@ def check(root):
             if rows and any(len(row) != len(rows[0]) for row in rows):
                 problems.append(f"{rel}: rows of unequal length")
     problems += check_rst(root / "README.rst")
+    problems += check_import_directions(root)
+    return problems
+
+
+def imported_parts(rel, tree):
+    """The addon's top-level parts (``engine``, ``models``, ``takeover``...) that the
+    module at ``rel`` (a path inside the addon) imports."""
+    package = list(rel.parent.parts)
+    parts = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            if node.level - 1 > len(package):
+                continue  # above the addon
+            if node.module:
+                modules = [".".join([*base, node.module])]
+            else:
+                modules = [".".join([*base, alias.name]) for alias in node.names]
+            parts.update(module.split(".")[0] for module in modules)
+            continue
+        elif isinstance(node, ast.ImportFrom):
+            modules = [node.module or ""]
+        else:
+            continue
+        prefix = f"odoo.addons.{ADDON}."
+        parts.update(
+            module[len(prefix) :].split(".")[0]
+            for module in modules
+            if module.startswith(prefix)
+        )
+    return parts
+
+
+def check_import_directions(root):
+    problems = []
+    for part, forbidden in FORBIDDEN_IMPORTS.items():
+        paths = [root / f"{part}.py"] if (root / f"{part}.py").is_file() else []
+        paths += sorted((root / part).glob("*.py")) if (root / part).is_dir() else []
+        for path in paths:
+            rel = path.relative_to(root)
+            tree = ast.parse(path.read_bytes(), str(rel))
+            for name in sorted(imported_parts(rel, tree) & set(forbidden)):
+                problems.append(f"{rel}: imports {name} ({part} must not)")
     return problems
 
 
