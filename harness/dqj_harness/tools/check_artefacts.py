@@ -9,12 +9,14 @@ From a snapshot of the repository's tracked files as they are in the working tre
 throw-away git repository whose folder is named ``deltatech_queue_job``, as whool
 wants), it makes the release archive (``git archive HEAD``) and builds the wheel twice
 with pip (whool, through ``build_backend/addon_wheel.py``): from the git checkout, and
-from the archive unpacked (no git there: the route of a release tarball). Each must
+from the archive unpacked (no git there: the route of a release tarball), one for each
+Odoo series the tree serves (``DQJ_ODOO_SERIES``, see the backend). Each must
 hold exactly the tracked files but the harness's (:data:`HARNESS`, written out here,
 not read from ``.gitattributes``); the wheels also leave out the build's own files.
 ``--list`` prints the wheel's files.
 """
 
+import os
 import pathlib
 import shutil
 import subprocess
@@ -37,6 +39,8 @@ HARNESS = (
 )
 # What whool (pyproject.toml) and the backend (build_backend/) leave out of the wheel.
 BUILD_ONLY = ("pyproject.toml", "build_backend/")
+# The series one tree serves: a wheel each, versioned <series>.<manifest version>.
+SERIES = ("18.0", "19.0")
 
 
 def matches(name, prefixes):
@@ -69,13 +73,14 @@ def snapshot(root, dest):
     return set(names)
 
 
-def wheel_files(source, out):
-    """The addon's files in the wheel pip builds from ``source``."""
+def wheel_files(source, out, series):
+    """The addon's files in the wheel of Odoo ``series`` pip builds from ``source``."""
     out.mkdir()
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, source],
         check=True,
         cwd=out,
+        env=dict(os.environ, DQJ_ODOO_SERIES=series),
     )
     (wheel,) = out.glob("*.whl")
     prefix = f"odoo/addons/{ADDON}/"
@@ -112,10 +117,16 @@ def main():
             archive.extractall(release / ADDON, filter="data")
         problems = compare("git archive", archived, addon)
 
-        name, files = wheel_files(checkout, tmp / "wheel-checkout")
-        problems += compare(f"{name} (from the checkout)", files, in_wheel)
-        _name, files = wheel_files(release / ADDON, tmp / "wheel-release")
-        problems += compare(f"{name} (from the archive)", files, in_wheel)
+        names = []
+        for series, source in zip(SERIES, (checkout, release / ADDON), strict=True):
+            name, files = wheel_files(source, tmp / f"wheel-{series}", series)
+            names.append(name)
+            if f"-{series}." not in name:
+                problems.append(f"{name}: not versioned for Odoo {series}")
+            problems += compare(
+                f"{name} (from the {source.parent.name})", files, in_wheel
+            )
+        name = " and ".join(names)
     for problem in problems:
         print(problem)
     if problems:
