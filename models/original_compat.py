@@ -6,7 +6,7 @@ Each one is a thin alias: it ends in this addon's one runner (``_job_runner``) o
 the button that does the same thing, and returns what the original returned. Nothing
 here acquires a job or loops over the queue.
 
-The private methods this addon adds to ``queue.job`` are named ``_dqj_…``. These keep
+The private methods this addon adds to its models are named ``_dqj_…``. These keep
 their names, because they are a contract:
 
 - with the original and OCA's queue_job_cron_jobrunner, whose callers pass the
@@ -17,8 +17,12 @@ their names, because they are a contract:
   ``_remove_failed_duplicates``;
 - with Odoo and queue_job, whose methods they override: ``init``, ``create``,
   ``write``, ``_register_hook``, ``_change_job_state``, ``autovacuum``,
-  ``_gc_old_jobs``; and the compute and search methods Odoo names after their
-  field: ``_compute_dqj_running``, ``_search_dqj_running``.
+  ``_gc_old_jobs``, ``_get_eval_context`` (server actions), ``_get_view`` (job
+  functions); and the compute and search methods Odoo names after their field:
+  ``_compute_dqj_running``, ``_search_dqj_running``;
+- with installed databases: ``_gc_runs``, which a ``noupdate`` cron calls.
+
+The lint checks the rule against this list (harness/dqj_harness/tools/check_static.py).
 """
 
 import logging

@@ -71,6 +71,7 @@ def check(root):
                 problems.append(f"{rel}: rows of unequal length")
     problems += check_rst(root / "README.rst")
     problems += check_import_directions(root)
+    problems += check_private_names(root)
     return problems
 
 
@@ -115,6 +116,36 @@ def check_import_directions(root):
             tree = ast.parse(path.read_bytes(), str(rel))
             for name in sorted(imported_parts(rel, tree) & set(forbidden)):
                 problems.append(f"{rel}: imports {name} ({part} must not)")
+    return problems
+
+
+def check_private_names(root):
+    """The private methods of the addon's model classes are named ``_dqj_…`` (or
+    ``_compute_dqj_…``, ``_search_dqj_…`` after their field), but the names kept for a
+    contract, listed in models/original_compat.py's docstring."""
+    compat = root / "models" / "original_compat.py"
+    kept = set(
+        re.findall(r"``(_\w+)``", ast.get_docstring(ast.parse(compat.read_text())))
+    )
+    problems = []
+    for path in sorted([*root.glob("models/*.py"), *root.glob("wizards/*.py")]):
+        rel = path.relative_to(root)
+        for node in ast.walk(ast.parse(path.read_bytes(), str(rel))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for item in node.body:
+                name = getattr(item, "name", "")
+                if (
+                    isinstance(item, ast.FunctionDef)
+                    and name.startswith("_")
+                    and not name.startswith("__")
+                    and not re.match(r"_((compute|search|inverse|check)_)?dqj_", name)
+                    and name not in kept
+                ):
+                    problems.append(
+                        f"{rel}:{item.lineno}: private method {name} is not named "
+                        "_dqj_… nor kept in models/original_compat.py's list"
+                    )
     return problems
 
 
