@@ -172,6 +172,9 @@ def check(root, readme_text):
     if not index.exists():
         return problems + ["docs/index.rst is missing"]
     problems += check_links(root / "README.rst", root)
+    error = renders(root / "README.rst")  # PyPI and the Apps store show it
+    if error:
+        problems.append(f"README.rst: {error}")
     indexed = {(docs / target).resolve() for target in LINK.findall(index.read_text())}
     for page in sorted(docs.glob("*.rst")):
         problems += check_links(page, root)
